@@ -1,0 +1,128 @@
+"""The one exception hierarchy of gsomia.
+
+Every error carries a stable ``code`` (a slug used in problem+json ``type`` URIs and in CLI
+messages), an HTTP ``status`` and a CLI ``exit_code``. A user error is one clear line::
+
+    GsomiaError
+    ├── InputError                      400, exit 2: the caller's input is wrong
+    │   ├── NotFoundError               404: an id that the registry does not know
+    │   │   ├── UnknownInstrumentError
+    │   │   ├── UnknownPartyError
+    │   │   ├── UnknownLevelError
+    │   │   ├── UnknownTopicError
+    │   │   └── UnknownEventError
+    │   ├── InvalidInstantError         a malformed or naive instant
+    │   ├── InvalidLabelError           a label that is not well formed
+    │   └── InvalidMarkingError         a banner or portion marking that does not parse
+    ├── RegistryError                   422, exit 2: a data file is invalid (names file and field)
+    └── ReleaseDeniedError              403, exit 3: a release was refused (carries the decision)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+
+class GsomiaError(Exception):
+    """Root of every error gsomia raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_problem(self) -> dict[str, Any]:
+        """The RFC 9457 problem details body for this error."""
+        return {
+            "type": f"https://gsomia.invalid/problems/{self.code}",
+            "title": self.code.replace("-", " "),
+            "status": self.status,
+            "detail": self.message,
+            "code": self.code,
+        }
+
+
+class InputError(GsomiaError):
+    code = "invalid-input"
+    status = 400
+    exit_code = 2
+
+
+class NotFoundError(InputError):
+    code = "not-found"
+    status = 404
+
+    kind: ClassVar[str] = "id"
+
+    def __init__(self, wanted: str, known: Iterable[str] = (), where: str = "") -> None:
+        known = sorted(known)
+        hint = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
+        message = f"unknown {self.kind} {wanted!r}" + (f" in {where}" if where else "")
+        if hint:
+            message += f" (did you mean {', '.join(repr(h) for h in hint)}?)"
+        elif known and len(known) <= 12:
+            message += f" (known: {', '.join(known)})"
+        super().__init__(message)
+        self.wanted = wanted
+
+
+class UnknownInstrumentError(NotFoundError):
+    code = "unknown-instrument"
+    kind = "instrument"
+
+
+class UnknownPartyError(NotFoundError):
+    code = "unknown-party"
+    kind = "party"
+
+
+class UnknownLevelError(NotFoundError):
+    code = "unknown-level"
+    kind = "classification level"
+
+
+class UnknownTopicError(NotFoundError):
+    code = "unknown-topic"
+    kind = "topic"
+
+
+class UnknownEventError(NotFoundError):
+    code = "unknown-event"
+    kind = "event"
+
+
+class InvalidInstantError(InputError):
+    code = "invalid-instant"
+
+
+class InvalidLabelError(InputError):
+    code = "invalid-label"
+
+
+class InvalidMarkingError(InputError):
+    code = "invalid-marking"
+
+
+class RegistryError(GsomiaError):
+    """A registry data file is invalid; the message names the file and the field."""
+
+    code = "invalid-registry"
+    status = 422
+    exit_code = 2
+
+
+class ReleaseDeniedError(GsomiaError):
+    """A release that was enforced and refused. Carries the whole decision."""
+
+    code = "release-denied"
+    status = 403
+    exit_code = 3
+
+    def __init__(self, message: str, decision: object) -> None:
+        super().__init__(message)
+        self.decision = decision
