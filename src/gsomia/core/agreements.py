@@ -154,6 +154,22 @@ class Event:
     condition: str = ""
     hypothetical: bool = False  # added by a what-if, not part of the recorded history
 
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "at": self.at.isoformat(),
+            "by": self.by,
+            "summary": self.summary,
+            "effective": self.effective.isoformat() if self.effective else None,
+            "terminable_at_any_time": self.terminable_at_any_time,
+            "disputed_by": list(self.disputed_by),
+            "condition": self.condition,
+            "hypothetical": self.hypothetical,
+            "source": self.provenance.source,
+            "evidence": self.provenance.evidence.value,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
@@ -196,6 +212,95 @@ class Instrument:
             "hub": self.hub.clause if self.hub else None,
         }
         return {name: clause for name, clause in named.items() if clause is not None}
+
+    def to_dict(self) -> dict[str, object]:
+        """The instrument as JSON-ready data, every clause with its article and source."""
+
+        def clause(c: Clause | None, **fields: object) -> dict[str, object] | None:
+            if c is None:
+                return None
+            prov = c.provenance
+            return {
+                **fields,
+                "article": c.article,
+                "source": prov.source,
+                "evidence": prov.evidence.value,
+                "note": prov.note,
+            }
+
+        eq = self.equivalence
+        return {
+            "id": self.id,
+            "title": self.title,
+            "titles": dict(self.titles),
+            "kind": self.kind.value,
+            "binding": self.binding,
+            "parties": list(self.parties),
+            "timezone": self.timezone,
+            "signed": self.signed.isoformat() if self.signed else None,
+            "summary": self.summary,
+            "source": self.provenance.source,
+            "entry_into_force": clause(
+                self.entry_into_force.clause,
+                on=self.entry_into_force.on.isoformat() if self.entry_into_force.on else None,
+                precision=self.entry_into_force.precision,
+            ),
+            "term": clause(
+                self.term.clause,
+                initial=self.term.initial.iso() if self.term.initial else None,
+                renewal=self.term.renewal.iso() if self.term.renewal else None,
+            ),
+            "termination": clause(
+                self.termination.clause,
+                mode=self.termination.mode.value,
+                notice=self.termination.notice.iso(),
+                form=self.termination.form,
+            ),
+            "scope": clause(
+                self.scope.clause,
+                topics=list(self.scope.topics) if self.scope.topics is not None else "all",
+                description=self.scope.description,
+            )
+            if self.scope
+            else None,
+            "equivalence": clause(
+                eq.clause,
+                rows=[
+                    {
+                        "english": row.english,
+                        "levels": {k: list(v) for k, v in row.levels.items()},
+                        "source": row.provenance.source,
+                        "evidence": row.provenance.evidence.value,
+                    }
+                    for row in eq.rows
+                ],
+                excluded=list(eq.excluded),
+                excluded_citation=clause(eq.excluded_clause),
+            )
+            if eq
+            else None,
+            "third_party": clause(
+                self.third_party.clause,
+                consent_required=self.third_party.consent_required,
+                form=self.third_party.form,
+            )
+            if self.third_party
+            else None,
+            "survival": clause(self.survival.clause, survives=self.survival.survives)
+            if self.survival
+            else None,
+            "hub": clause(
+                self.hub.clause,
+                party=self.hub.party,
+                remarks=self.hub.remarks,
+                consent_to_forward=self.hub.consent_to_forward,
+            )
+            if self.hub
+            else None,
+            "protected_under": list(self.protected_under),
+            "events": [e.to_dict() for e in self.events],
+            "unverified": self.unverified(),
+        }
 
     def unverified(self) -> list[str]:
         """Names of the clauses whose facts are not confirmed by a source."""

@@ -113,6 +113,36 @@ class Status:
     def in_force(self) -> bool:
         return self.state is State.IN_FORCE
 
+    def to_dict(self) -> dict[str, object]:
+        """The status as JSON-ready data (the shape of ``agreements status --json``)."""
+        claim = self.terminable_claim
+        return {
+            "agreement": self.instrument.id,
+            "at": self.at.isoformat(),
+            "state": self.state.value,
+            "notice": self.notice.value,
+            "term_number": self.term.number if self.term else None,
+            "term_start": self.term.start.isoformat() if self.term else None,
+            "term_end": self.term.end.isoformat() if self.term and self.term.end else None,
+            "terminates_at": self.terminates_at.isoformat() if self.terminates_at else None,
+            "notice_deadline": self.notice_deadline.isoformat() if self.notice_deadline else None,
+            "terminable_at_any_time": self.terminable_at_any_time,
+            "terminable_claim": {
+                "event": claim.id,
+                "by": claim.by,
+                "disputed_by": list(claim.disputed_by),
+                "condition": claim.condition,
+            }
+            if claim
+            else None,
+            "terminated_at": self.terminated_at.isoformat() if self.terminated_at else None,
+            "cause": self.cause,
+            "events_applied": [e.id for e in self.events_applied],
+            "events_ignored": [{"id": e.id, "reason": why} for e, why in self.events_ignored],
+            "hypothetical": self.hypothetical,
+            "unverified": self.instrument.unverified(),
+        }
+
 
 @dataclass(frozen=True)
 class History:

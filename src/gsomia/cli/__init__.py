@@ -1,0 +1,1 @@
+"""The gsomia command line (Typer and Rich). One module per command group."""

@@ -1,0 +1,69 @@
+"""The ``gsomia`` command: global options, command groups, and the one place errors are shown."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from gsomia import __version__
+from gsomia.cli.agreements import agreements_app
+from gsomia.cli.common import Settings
+from gsomia.cli.demo import demo
+from gsomia.core.errors import GsomiaError
+
+
+class _ErrorsAsOneLine(TyperGroup):
+    """Every GsomiaError becomes one line on stderr and its exit code, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # Typer vendors its own click Context
+        try:
+            return super().invoke(ctx)
+        except GsomiaError as e:
+            sys.stderr.write(f"gsomia: error: {e.message} [{e.code}]\n")
+            raise typer.Exit(e.exit_code) from None
+
+
+app = typer.Typer(
+    name="gsomia",
+    cls=_ErrorsAsOneLine,
+    help="Agreements as time-aware law, and release decisions under them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"gsomia {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    registry: list[Path] = typer.Option(
+        [],
+        "--registry",
+        help="A directory of registry files that adds to or overrides the shipped ones "
+        "(repeatable; later ones win).",
+        metavar="DIR",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    ctx.obj = Settings(registry_dirs=tuple(str(p) for p in registry))
+
+
+app.add_typer(agreements_app, name="agreements")
+app.command("demo")(demo)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
