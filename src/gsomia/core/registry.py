@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from gsomia.core.agreements import Instrument
+from gsomia.core.agreements import Event, Instrument
 from gsomia.core.errors import (
     RegistryError,
+    UnknownEventError,
     UnknownInstrumentError,
     UnknownPartyError,
     UnknownTopicError,
@@ -55,7 +56,10 @@ class Registry:
     topics: Mapping[str, Topic]
     instruments: Mapping[str, Instrument]
     content_hash: str
+    # A what-if scenario: per instrument, the events removed and added. Empty for the record.
+    scenario: Mapping[str, WhatIf] = field(default_factory=lambda: MappingProxyType({}))
     _histories: dict[str, History] = field(default_factory=dict, repr=False, compare=False)
+    _compiled: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -118,14 +122,77 @@ class Registry:
         return scheme.level(level_id)
 
     def history(self, instrument_id: str, whatif: WhatIf | None = None) -> History:
-        """The resolved history of an instrument; the recorded one is computed once and kept."""
+        """The resolved history of an instrument under this registry's scenario (or ``whatif``).
+
+        The scenario's history is computed once and kept: decisions ask for it constantly.
+        """
         instrument = self.instrument(instrument_id)
         if whatif is not None and not whatif.is_empty:
             return resolve(instrument, whatif)
         cached = self._histories.get(instrument.id)
         if cached is None:
-            cached = self._histories[instrument.id] = resolve(instrument)
+            cached = resolve(instrument, self.scenario.get(instrument.id))
+            self._histories[instrument.id] = cached
         return cached
+
+    def what_if(
+        self,
+        without: Iterable[str] = (),
+        added: Mapping[str, Iterable[Event]] | None = None,
+    ) -> Registry:
+        """This registry under a hypothetical history.
+
+        ``without`` names recorded events to leave out, in whichever instrument records them;
+        ``added`` maps instrument ids to hypothetical events. The result has its own content hash
+        (the base hash and the scenario), so a decision made under it is never mistaken for one
+        made under the record.
+        """
+        removed = frozenset(without)
+        by_instrument: dict[str, set[str]] = {}
+        for event_id in sorted(removed):
+            holders = [i.id for i in self.instruments.values() if i.event(event_id) is not None]
+            if not holders:
+                known = {e.id for i in self.instruments.values() for e in i.events}
+                raise UnknownEventError(event_id, known)
+            for holder in holders:
+                by_instrument.setdefault(holder, set()).add(event_id)
+        additions = {self.instrument(k).id: tuple(v) for k, v in (added or {}).items()}
+        scenario = {
+            iid: WhatIf(frozenset(by_instrument.get(iid, ())), additions.get(iid, ()))
+            for iid in sorted(set(by_instrument) | set(additions))
+        }
+        if not scenario:
+            return self
+        description = canonical_hash(
+            [{"base": self.content_hash}]
+            + [
+                {
+                    "instrument": iid,
+                    "without": sorted(w.without),
+                    "added": [e.to_dict() for e in w.added],
+                }
+                for iid, w in scenario.items()
+            ]
+        )
+        return Registry(
+            parties=self.parties,
+            schemes=self.schemes,
+            topics=self.topics,
+            instruments=self.instruments,
+            content_hash=description,
+            scenario=MappingProxyType(scenario),
+        )
+
+    @property
+    def hypothetical(self) -> bool:
+        return bool(self.scenario)
+
+    def compiled(self, key: str, build: Callable[[Registry], Any]) -> Any:
+        """A precomputation over this registry, built once (decision tables live here)."""
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = build(self)
+        return found
 
     def instruments_between(self, a: str, b: str) -> list[Instrument]:
         """The instruments to which both parties are party, in id order."""
