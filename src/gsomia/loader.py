@@ -89,6 +89,7 @@ class _PartyModel(_Sourced):
     government: str
     kind: PartyKind
     scheme: str | None = None
+    timezone: str = "UTC"
 
 
 class _TopicModel(_Sourced):
@@ -363,6 +364,10 @@ def load_registry(extra_dirs: Sequence[str | Path] = ()) -> Registry:
                 schemes[sm.id] = _scheme(sm, parties_path)
                 records[("scheme", sm.id)] = sm.model_dump(mode="json")
             for pm in pf.parties:
+                try:
+                    zone(pm.timezone)
+                except RegistryError as e:
+                    raise RegistryError(f"{parties_path}: parties.{pm.code}.timezone: {e}") from e
                 parties[pm.code] = Party(
                     code=pm.code,
                     name=pm.name,
@@ -370,6 +375,7 @@ def load_registry(extra_dirs: Sequence[str | Path] = ()) -> Registry:
                     kind=pm.kind,
                     scheme=pm.scheme,
                     native_name=pm.native_name,
+                    timezone=pm.timezone,
                     provenance=pm.provenance(),
                 )
                 records[("party", pm.code)] = pm.model_dump(mode="json")

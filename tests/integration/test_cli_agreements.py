@@ -37,7 +37,7 @@ def test_status_json_has_the_documented_keys_and_values() -> None:
     )
     assert code == 0
     data = json.loads(out)
-    assert STATUS_KEYS <= data.keys()
+    assert data.keys() >= STATUS_KEYS
     assert data["at"] == "2019-08-23T12:00:00+09:00"  # no offset: read in Seoul time
     assert data["state"] == "in-force"
     assert data["notice"] == "pending"

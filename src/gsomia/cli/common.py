@@ -18,8 +18,9 @@ from rich.console import Console
 from gsomia.core.registry import Registry
 from gsomia.loader import load_registry
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Markup off: registry text contains brackets ("[unverified]") that must print as written.
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 
 @dataclass

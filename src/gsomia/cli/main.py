@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from gsomia import __version__
 from gsomia.cli.agreements import agreements_app
 from gsomia.cli.common import Settings
+from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
 from gsomia.core.errors import GsomiaError
 
@@ -61,6 +62,7 @@ def root(
 
 
 app.add_typer(agreements_app, name="agreements")
+app.command("decide")(decide_command)
 app.command("demo")(demo)
 
 

@@ -111,4 +111,5 @@ class Party:
     kind: PartyKind
     scheme: str | None  # the classification scheme this party marks with, if known
     native_name: str = ""
+    timezone: str = "UTC"  # where an instant without an offset is read for this party
     provenance: Provenance = field(default_factory=lambda: Provenance(""), compare=False)

@@ -211,6 +211,41 @@ class Decision:
     def failed(self) -> tuple[Reason, ...]:
         return tuple(r for r in self.reasons if not r.passed)
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready data: what ``gsomia decide --json`` prints and the ledger records."""
+        label = self.recipient_label
+        return {
+            "allowed": self.allowed,
+            "at": self.at.isoformat(),
+            "route": list(self.route),
+            "instruments": list(self.instruments),
+            "hops": [
+                {
+                    "from": h.sender,
+                    "to": h.recipient,
+                    "instrument": h.instrument,
+                    "label": h.label.to_dict(),
+                }
+                for h in self.hops
+            ],
+            "recipient_label": label.to_dict() if label else None,
+            "obligations": list(self.obligations),
+            "caveats": list(self.caveats),
+            "reasons": [r.to_dict() for r in self.reasons],
+            "routes_considered": [
+                {
+                    "route": list(o.route),
+                    "instrument": o.instrument,
+                    "via_hub": o.via_hub,
+                    "allowed": o.allowed,
+                    "summary": o.summary(),
+                }
+                for o in self.routes_considered
+            ],
+            "registry_hash": self.registry_hash,
+            "hypothetical": self.hypothetical,
+        }
+
 
 def enforce(registry: Registry, request: ReleaseRequest, at: datetime) -> Decision:
     """Like :func:`decide`, but a refusal raises :class:`ReleaseDeniedError` with the decision."""
@@ -674,27 +709,35 @@ def _hop(
                 index,
             )
 
-    # Levels the instrument excludes altogether, on either side of the hop.
-    next_label = _equivalent(b, index, inst, receiver, label)
+    # Levels the instrument excludes altogether: the item's, then (below) the recipient's.
     eq = inst.equivalence
-    excluded = set(eq.excluded) if eq else set()
+    excluded = frozenset(eq.excluded) if eq else frozenset()
+    excluded_citation = _cite(inst, eq.excluded_clause if eq else None, "level table")
     keys = {label.level_key}
     if label.original:
         keys.add(f"{label.original[0]}:{label.original[1]}")
-    if next_label is not None:
-        keys.add(next_label.level_key)
     hit = sorted(keys & excluded)
     if hit:
         names = ", ".join(_level_name(t, *k.split(":", 1)) for k in hit)
-        citation = _cite(inst, eq.excluded_clause if eq else None, "level table")
-        ok &= b.check("level-excluded", False, citation, f"{names} is outside {inst.id}", index)
+        ok &= b.check(
+            "level-excluded", False, excluded_citation, f"{names} is outside {inst.id}", index
+        )
     else:
-        citation = _cite(inst, eq.excluded_clause if eq else None, "level table")
         ok &= b.check(
             "level-excluded",
             True,
-            citation,
+            excluded_citation,
             f"{_level_name(t, label.policy, label.classification)} is not excluded",
+            index,
+        )
+    next_label = _equivalent(b, index, inst, receiver, label)
+    if next_label is not None and next_label.level_key in excluded:
+        ok &= b.check(
+            "level-excluded",
+            False,
+            excluded_citation,
+            f"its {receiver} equivalent "
+            f"{_level_name(t, next_label.policy, next_label.classification)} is outside {inst.id}",
             index,
         )
     ok &= next_label is not None
