@@ -271,6 +271,7 @@ class _Tables:
     hubbed: Mapping[tuple[str, str], tuple[Instrument, ...]]
     histories: Mapping[str, History]
     change_points: tuple[datetime, ...]  # every instant at which any instrument's standing changes
+    life_caveats: Mapping[str, str]  # instrument -> caveat when its lifecycle facts are unverified
     cache: dict[tuple[Any, ...], _Verdict] = field(default_factory=dict)
 
     def state(self, instrument_id: str, at: datetime) -> tuple[State, History]:
@@ -328,7 +329,21 @@ def _build_tables(registry: Registry) -> _Tables:
         hubbed=hubbed,
         histories=histories,
         change_points=tuple(points),
+        life_caveats=_life_caveats(registry),
     )
+
+
+def _life_caveats(registry: Registry) -> dict[str, str]:
+    caveats = {}
+    for inst in registry.instruments.values():
+        unverified = [
+            name
+            for name in ("entry-into-force", "term", "termination")
+            if name in inst.unverified()
+        ]
+        if unverified:
+            caveats[inst.id] = f"{inst.id}: {', '.join(unverified)} clause(s) unverified"
+    return caveats
 
 
 def _tables(registry: Registry) -> _Tables:
@@ -625,14 +640,12 @@ def _hop(
         )
 
     # In force at the instant (or terminated, with the item going home under survival).
-    state, history = t.state(inst.id, b.at)
-    segment = history.segment_at(b.at)
+    segment = t.histories[inst.id].segment_at(b.at)
+    state = segment.state
     life = inst.entry_into_force.clause
-    unverified_life = [
-        name for name in ("entry-into-force", "term", "termination") if name in inst.unverified()
-    ]
-    if unverified_life:
-        b.caveat(f"{inst.id}: {', '.join(unverified_life)} clause(s) unverified")
+    life_caveat = t.life_caveats.get(inst.id)
+    if life_caveat:
+        b.caveat(life_caveat)
     if state is State.IN_FORCE:
         detail = f"{inst.id} is in force"
         if segment.terminable_claim is not None:
