@@ -26,7 +26,7 @@ from gsomia.core.lifecycle import WhatIf
 from gsomia.core.parties import ClassificationScheme, Level, Party, PartyKind
 from gsomia.core.provenance import Evidence, Provenance
 from gsomia.core.registry import Registry, Topic, canonical_hash
-from gsomia.core.time import Period, parse_period, start_of_day, zone
+from gsomia.core.time import Period, fixed, parse_period, start_of_day, zone
 
 __all__ = ["DATA_DIR", "load_events", "load_registry", "whatif_from"]
 
@@ -218,7 +218,7 @@ def _validate(model: type[_M], data: dict[str, Any], path: Path) -> _M:
 
 def _instant(value: datetime | date, tz: tzinfo) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=tz)
+        return fixed(value if value.tzinfo is not None else value.replace(tzinfo=tz))
     return start_of_day(value, tz)
 
 

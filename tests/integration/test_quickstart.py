@@ -53,3 +53,17 @@ def test_make_demo_runs_on_a_fresh_copy(tmp_path: Path) -> None:
     assert "JPN-KOR-GSOMIA" in result.stdout
     assert "terminated" in result.stdout  # the what-if lapse at midnight in Seoul
     assert (tmp_path / ".venv" / "bin" / "gsomia").exists()
+
+
+def test_readme_python_example_runs_and_prints_what_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code, "the README has no Python example"
+    exec(compile(code.group(1), "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["in-force", "terminated", "True ('JPN', 'USA', 'KOR') ('TISA', 'TISA')"]
+    # Every comment that shows output in the example matches what was printed.
+    for shown in re.findall(r"# (in-force|terminated|True .*)$", code.group(1), re.M):
+        assert shown in out

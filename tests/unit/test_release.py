@@ -385,6 +385,12 @@ def _table_equivalent(registry: Registry, instrument_id: str, lab: SecurityLabel
         for row in table.equivalence.rows if table.equivalence else ():
             if lab.classification in row.levels.get(from_party, ()) and to in row.levels:
                 return row.levels[to][0]
+    if inst.hub and inst.hub.party not in (from_party, to):
+        # Received through the hub: the marking went originator → hub → holder.
+        hub_scheme = str(registry.parties[inst.hub.party].scheme)
+        at_hub = _table_equivalent(registry, instrument_id, lab, inst.hub.party)
+        hub_label = SecurityLabel(lab.originator, hub_scheme, at_hub)
+        return _table_equivalent(registry, instrument_id, hub_label, to)
     raise AssertionError(f"no table row for {lab.level_key} to {to} under {instrument_id}")
 
 
@@ -454,3 +460,19 @@ def test_adding_a_consent_never_turns_an_allow_into_a_refusal(
     )
     if before.allowed:
         assert decide(registry, more, at).allowed
+
+
+def test_an_item_received_through_the_hub_is_marked_through_the_hub() -> None:
+    # KOR received a JPN 極秘 report under TISA: JPN → USA (SECRET) → KOR (II급). It can go back
+    # to JPN, and on to the US with JPN's consent, like any item KOR holds.
+    at = datetime(2018, 1, 1, tzinfo=KST)
+    home = decide(REGISTRY, ReleaseRequest(label(), "KOR", "JPN", received_under="TISA"), at)
+    assert home.allowed, home.failed
+    assert home.recipient_label is not None
+    assert home.recipient_label.level_key == "JPN:gokuhi"
+    onward = ReleaseRequest(label(), "KOR", "USA", received_under="TISA")
+    assert not decide(REGISTRY, onward, at).allowed
+    consented = ReleaseRequest(
+        label(), "KOR", "USA", received_under="TISA", consents=frozenset({"JPN"})
+    )
+    assert decide(REGISTRY, consented, at).allowed

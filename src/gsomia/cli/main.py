@@ -14,6 +14,7 @@ from gsomia.cli.agreements import agreements_app
 from gsomia.cli.common import Settings
 from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
+from gsomia.cli.label import label_app
 from gsomia.core.errors import GsomiaError
 
 
@@ -62,6 +63,7 @@ def root(
 
 
 app.add_typer(agreements_app, name="agreements")
+app.add_typer(label_app, name="label")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
 

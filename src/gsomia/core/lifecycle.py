@@ -26,7 +26,7 @@ from enum import StrEnum
 
 from gsomia.core.agreements import Event, EventKind, Instrument, TerminationMode
 from gsomia.core.errors import InputError, UnknownEventError
-from gsomia.core.time import Period, add_period, local_date, start_of_day, zone
+from gsomia.core.time import Period, add_period, fixed, local_date, start_of_day, zone
 
 __all__ = [
     "History",
@@ -153,11 +153,14 @@ class History:
     ignored: tuple[tuple[Event, str], ...]
     tz: tzinfo = field(repr=False)
     _starts: tuple[datetime, ...] = field(init=False, repr=False)
+    _stamps: tuple[float, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # segments[0] starts at the beginning of time; the rest start at real instants.
+        # segments[0] starts at the beginning of time; the rest start at real instants. Lookups
+        # bisect POSIX timestamps: exact, and immune to PEP 495's wall-clock comparisons.
         starts = tuple(s.start for s in self.segments[1:] if s.start is not None)
         object.__setattr__(self, "_starts", starts)
+        object.__setattr__(self, "_stamps", tuple(s.timestamp() for s in starts))
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -178,7 +181,7 @@ class History:
 
     def segment_at(self, at: datetime) -> Segment:
         _require_aware(at)
-        return self.segments[bisect.bisect_right(self._starts, at)]
+        return self.segments[bisect.bisect_right(self._stamps, at.timestamp())]
 
     def term_at(self, at: datetime) -> Term | None:
         """The term running at ``at`` (None before entry into force or after termination)."""
@@ -465,7 +468,7 @@ def _notice_takes_effect(instrument: Instrument, tz: tzinfo, given: datetime) ->
     given_day = local_date(given, tz)
     if clause.mode is TerminationMode.AFTER_NOTICE:
         local = given.astimezone(tz)
-        return datetime.combine(add_period(given_day, clause.notice), local.timetz())
+        return fixed(datetime.combine(add_period(given_day, clause.notice), local.time(), tz))
     index = _term_index(instrument, tz, given)
     while True:
         end = _boundary(instrument, index + 1)

@@ -49,7 +49,7 @@ def canonical_hash(records: Iterable[Mapping[str, Any]]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Registry:
     parties: Mapping[str, Party]
     schemes: Mapping[str, ClassificationScheme]
@@ -82,6 +82,13 @@ class Registry:
         )
         registry._check_references()
         return registry
+
+    def __repr__(self) -> str:
+        scenario = f", what-if on {', '.join(self.scenario)}" if self.scenario else ""
+        return (
+            f"<Registry {self.content_hash[:12]}: {len(self.instruments)} instruments, "
+            f"{len(self.parties)} parties{scenario}>"
+        )
 
     # -- lookups ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gsomia.core.errors import InvalidInstantError, RegistryError
@@ -18,6 +18,7 @@ from gsomia.core.errors import InvalidInstantError, RegistryError
 __all__ = [
     "Period",
     "add_period",
+    "fixed",
     "local_date",
     "parse_instant",
     "parse_period",
@@ -101,9 +102,30 @@ def zone(name: str) -> ZoneInfo:
         raise RegistryError(f"unknown time zone {name!r}") from e
 
 
+def fixed(instant: datetime) -> datetime:
+    """The same instant, carrying the fixed UTC offset in force there at that instant.
+
+    Why: PEP 495 makes ``==`` between two zones always False when either side is an ambiguous
+    local time (a repeated hour), so instants the engine hands out carry fixed offsets. They still
+    print as local time (``+09:00``) and compare exactly.
+    """
+    if instant.utcoffset() is None:
+        raise InvalidInstantError(f"instant {instant.isoformat()} has no time zone")
+    zone_info = instant.tzinfo
+    if isinstance(zone_info, timezone):
+        return instant
+    # Via UTC, so a wall time in a gap or a repeated hour gets the offset really in force.
+    local = instant.astimezone(UTC).astimezone(zone_info)
+    return local.replace(tzinfo=timezone(local.utcoffset() or timedelta(0)), fold=0)
+
+
 def start_of_day(day: date, tz: tzinfo) -> datetime:
-    """The first instant of ``day`` in ``tz``."""
-    return datetime.combine(day, time(0, 0), tzinfo=tz)
+    """The first instant of ``day`` in ``tz``, with a fixed offset.
+
+    Where midnight falls in a gap (clocks jump forward at 00:00) the day begins at the jump;
+    where midnight is repeated, at its first occurrence: both are what ``fold=0`` gives.
+    """
+    return fixed(datetime.combine(day, time(0, 0), tzinfo=tz))
 
 
 def local_date(instant: datetime, tz: tzinfo) -> date:
@@ -129,7 +151,7 @@ def parse_instant(text: str, tz: tzinfo) -> datetime:
         ) from e
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
-    return parsed
+    return fixed(parsed)
 
 
 def utc(instant: datetime) -> datetime:
