@@ -202,6 +202,9 @@ class CedarModel:
         self.scheme_of = {p: base.parties[p].scheme for p in PARTIES}
         self.party_of_scheme = {s: p for p, s in self.scheme_of.items()}
         self.equivalents = self._equivalents(base)
+        self.hubs = {
+            iid: hub.party for iid in self.instruments if (hub := base.instruments[iid].hub)
+        }
         self.routes = self._routes(base)
         self.histories: dict[str, dict[str, History]] = {
             name: {iid: reg.history(iid) for iid in self.instruments}
@@ -264,9 +267,14 @@ class CedarModel:
             if original is not None and original[0] == target:
                 current, original = original, None  # going home: the originator's own marking
             else:
-                found = self.equivalents.get(
-                    (inst, self.party_of_scheme[current[0]], current[1], party)
-                )
+                sender = self.party_of_scheme[current[0]]
+                found = self.equivalents.get((inst, sender, current[1], party))
+                hub = self.hubs.get(inst)
+                if found is None and hub is not None and hub not in (sender, party):
+                    # Received through a hub: the marking went originator -> hub -> holder.
+                    at_hub = self.equivalents.get((inst, sender, current[1], hub))
+                    if at_hub is not None:
+                        found = self.equivalents.get((inst, hub, at_hub, party))
                 if found is None:
                     return None
                 original = original or current

@@ -1,0 +1,1 @@
+"""Storage behind repositories: SQLite (WAL) embedded, PostgreSQL in production."""
