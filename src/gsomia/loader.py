@@ -79,6 +79,7 @@ class _LevelModel(_Sourced):
 class _SchemeModel(_Sourced):
     id: str
     name: str
+    language: str = "en"
     levels: list[_LevelModel] = Field(min_length=1)
 
 
@@ -90,6 +91,7 @@ class _PartyModel(_Sourced):
     kind: PartyKind
     scheme: str | None = None
     timezone: str = "UTC"
+    government_names: dict[str, str] = {}
 
 
 class _TopicModel(_Sourced):
@@ -333,7 +335,7 @@ def _scheme(m: _SchemeModel, path: Path) -> ClassificationScheme:
         for lv in m.levels
     )
     try:
-        return ClassificationScheme(m.id, m.name, levels, m.provenance())
+        return ClassificationScheme(m.id, m.name, levels, m.provenance(), m.language)
     except ValueError as e:
         raise RegistryError(f"{path}: schemes.{m.id}: {e}") from e
 
@@ -353,6 +355,7 @@ def load_registry(extra_dirs: Sequence[str | Path] = ()) -> Registry:
     topics: dict[str, Topic] = {}
     instruments: dict[str, ag.Instrument] = {}
     records: dict[tuple[str, str], dict[str, Any]] = {}
+    party_files: dict[str, Path] = {}
     for directory in (DATA_DIR, *(Path(d) for d in extra_dirs)):
         if not directory.is_dir():
             raise RegistryError(f"{directory}: registry directory not found")
@@ -376,9 +379,11 @@ def load_registry(extra_dirs: Sequence[str | Path] = ()) -> Registry:
                     scheme=pm.scheme,
                     native_name=pm.native_name,
                     timezone=pm.timezone,
+                    government_names=MappingProxyType(dict(pm.government_names)),
                     provenance=pm.provenance(),
                 )
                 records[("party", pm.code)] = pm.model_dump(mode="json")
+                party_files[pm.code] = parties_path
         topics_path = directory / "topics.toml"
         if topics_path.exists():
             tf = _validate(_TopicsFile, _read_toml(topics_path), topics_path)
@@ -389,6 +394,11 @@ def load_registry(extra_dirs: Sequence[str | Path] = ()) -> Registry:
             im = _validate(_InstrumentFile, _read_toml(path), path)
             instruments[im.id] = _instrument(im, path)
             records[("instrument", im.id)] = im.model_dump(mode="json")
+    for code, party in parties.items():
+        if party.scheme is not None and party.scheme not in schemes:
+            raise RegistryError(
+                f"{party_files[code]}: parties.{code}.scheme: unknown scheme {party.scheme!r}"
+            )
     content_hash = canonical_hash(
         {"kind": kind, "id": key, "record": record} for (kind, key), record in records.items()
     )
@@ -418,6 +428,13 @@ def whatif_from(
     instrument = registry.instrument(instrument_id)
     added: list[ag.Event] = []
     for f in with_files:
-        added.extend(load_events(f, instrument.timezone))
+        events = load_events(f, instrument.timezone)
+        for i, event in enumerate(events):
+            for field, code in [("by", event.by), *(("disputed_by", c) for c in event.disputed_by)]:
+                if code is not None and code not in instrument.parties:
+                    raise RegistryError(
+                        f"{f}: events[{i}].{field}: {code!r} is not a party to {instrument.id}"
+                    )
+        added.extend(events)
     whatif = WhatIf(without=frozenset(without), added=tuple(added))
     return None if whatif.is_empty else whatif

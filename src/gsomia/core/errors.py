@@ -13,7 +13,14 @@ messages), an HTTP ``status`` and a CLI ``exit_code``. A user error is one clear
     │   │   └── UnknownEventError
     │   ├── InvalidInstantError         a malformed or naive instant
     │   ├── InvalidLabelError           a label that is not well formed
-    │   └── InvalidMarkingError         a banner or portion marking that does not parse
+    │   ├── InvalidMarkingError         a banner or portion marking that does not parse
+    │   ├── InvalidCursorError          a page cursor that was not handed out by the node
+    │   └── PayloadTooLargeError        413: an item payload over the node's limit
+    ├── AuthenticationError             401: no token, or a token that is unknown or revoked
+    ├── ForbiddenError                  403: the user's roles do not allow the action
+    ├── ItemNotFoundError               404: no such item, or none this user may know of
+    ├── ConflictError                   409: the act conflicts with the item's state
+    ├── StorageError                    503: the database could not be reached
     ├── RegistryError                   422, exit 2: a data file is invalid (names file and field)
     └── ReleaseDeniedError              403, exit 3: a release was refused (carries the decision)
 """
@@ -106,6 +113,52 @@ class InvalidLabelError(InputError):
 
 class InvalidMarkingError(InputError):
     code = "invalid-marking"
+
+
+class InvalidCursorError(InputError):
+    code = "invalid-cursor"
+
+
+class PayloadTooLargeError(InputError):
+    code = "payload-too-large"
+    status = 413
+
+
+class AuthenticationError(GsomiaError):
+    code = "unauthenticated"
+    status = 401
+    exit_code = 2
+
+
+class ForbiddenError(GsomiaError):
+    code = "forbidden"
+    status = 403
+    exit_code = 2
+
+
+class ItemNotFoundError(GsomiaError):
+    """No such item, or one the user may not know exists (the same answer, on purpose)."""
+
+    code = "item-not-found"
+    status = 404
+    exit_code = 2
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"no item {item_id!r}")
+
+
+class ConflictError(GsomiaError):
+    code = "conflict"
+    status = 409
+    exit_code = 2
+
+
+class StorageError(GsomiaError):
+    """The database could not be reached or refused an operation."""
+
+    code = "storage-unavailable"
+    status = 503
+    exit_code = 1
 
 
 class RegistryError(GsomiaError):

@@ -270,7 +270,13 @@ def resolve(instrument: Instrument, whatif: WhatIf | None = None) -> History:
 
 
 class _Replay:
-    """The state machine that turns ordered events into segments."""
+    """The state machine that turns ordered events into segments.
+
+    Three things can end an instrument, and each is tracked on its own: a pending notice, a
+    scheduled termination (a termination event with a later effective date), and the expiry of a
+    fixed term. The instrument ends at the earliest of them, so withdrawing a notice never cancels
+    a scheduled termination and nothing outlives a fixed term.
+    """
 
     def __init__(self, instrument: Instrument, tz: tzinfo) -> None:
         self.instrument = instrument
@@ -280,24 +286,38 @@ class _Replay:
         self.segments: list[Segment] = [
             Segment(start=None, state=State.NOT_YET_IN_FORCE, notice=NoticeState.NONE, cause="")
         ]
+        self.notice = NoticeState.NONE
+        self.notice_end: tuple[datetime, str] | None = None
+        self.scheduled: tuple[datetime, str] | None = None
+        self.claim: Event | None = None
+        expiry = _expiry(instrument, tz)
+        self.expiry: tuple[datetime, str] | None = (expiry, "expiry") if expiry else None
         on = instrument.entry_into_force.on
         self.start = start_of_day(on, tz) if on is not None else None
         if self.start is not None:
-            expiry = _expiry(instrument, tz)
-            self.segments.append(
-                Segment(
-                    start=self.start,
-                    state=State.IN_FORCE,
-                    notice=NoticeState.NONE,
-                    cause="entry-into-force",
-                    pending_end=expiry,
-                    pending_cause="expiry" if expiry else "",
-                )
-            )
+            self._emit(self.start, "entry-into-force")
 
     @property
     def current(self) -> Segment:
         return self.segments[-1]
+
+    def _pending(self) -> tuple[datetime, str] | None:
+        ends = [e for e in (self.notice_end, self.scheduled, self.expiry) if e is not None]
+        return min(ends, key=lambda e: e[0].timestamp()) if ends else None
+
+    def _emit(self, at: datetime, cause: str) -> None:
+        pending = self._pending()
+        self.segments.append(
+            Segment(
+                start=at,
+                state=State.IN_FORCE,
+                notice=self.notice,
+                cause=cause,
+                pending_end=pending[0] if pending else None,
+                pending_cause=pending[1] if pending else "",
+                terminable_claim=self.claim,
+            )
+        )
 
     def apply(self, event: Event) -> None:
         if event.kind is EventKind.RECORD:
@@ -315,12 +335,16 @@ class _Replay:
             assert cur.start is not None
             self.ignored.append((event, f"after termination at {cur.start.isoformat()}"))
             return
-        outcome = self._transition(cur, event)
-        if isinstance(outcome, str):
-            self.ignored.append((event, outcome))
+        why_not = self._transition(event)
+        if why_not is not None:
+            self.ignored.append((event, why_not))
             return
         self.applied.append(event)
-        self.segments.append(outcome)
+        pending = self._pending()
+        if pending is not None and pending[0] <= event.at:
+            self._terminate(event.at, pending[1])
+        else:
+            self._emit(event.at, event.id)
 
     def finish(self) -> None:
         cur = self.current
@@ -337,72 +361,61 @@ class _Replay:
             Segment(start=at, state=State.TERMINATED, notice=NoticeState.NONE, cause=cause)
         )
 
-    def _transition(self, cur: Segment, event: Event) -> Segment | str:
-        """The segment that ``event`` begins, or the reason it has no effect."""
+    def _transition(self, event: Event) -> str | None:
+        """Apply ``event`` to the replay's state; the reason it has no effect, or None."""
         kind, at = event.kind, event.at
+        mode = self.instrument.termination.mode
         if kind is EventKind.TERMINATION:
-            effective = max(event.effective or at, at)
-            if effective == at:
-                return Segment(at, State.TERMINATED, NoticeState.NONE, cause=event.id)
-            return replace(
-                cur, start=at, cause=event.id, pending_end=effective, pending_cause=event.id
-            )
+            effective = max(event.effective or at, at, key=lambda t: t.timestamp())
+            if self.scheduled is None or effective < self.scheduled[0]:
+                self.scheduled = (effective, event.id)
+            return None
         if kind is EventKind.TERMINATION_NOTICE:
-            if cur.notice is not NoticeState.NONE:
-                return f"a notice is already {cur.notice.value}"
-            if self.instrument.termination.mode is TerminationMode.UNKNOWN:
+            if self.notice is not NoticeState.NONE:
+                return f"a notice is already {self.notice.value}"
+            if mode is TerminationMode.UNKNOWN:
                 return "the termination clause is not known (unverified): no effect computed"
-            end = _notice_takes_effect(self.instrument, self.tz, at)
-            if cur.pending_end is not None and cur.pending_end <= end:
-                # A notice cannot postpone an end already pending (a fixed term's expiry).
-                end, cause = cur.pending_end, cur.pending_cause
-            else:
-                cause = event.id
-            return Segment(at, State.IN_FORCE, NoticeState.PENDING, event.id, end, cause)
+            self.notice = NoticeState.PENDING
+            self.notice_end = _notice_end(self.instrument, self.tz, at, event.id)
+            return None
         if kind is EventKind.NOTICE_SUSPENSION:
-            if cur.notice is not NoticeState.PENDING:
+            if self.notice is not NoticeState.PENDING:
                 return "no pending notice to suspend"
-            claim = event if event.terminable_at_any_time else None
-            expiry = _expiry(self.instrument, self.tz)
-            return Segment(
-                at,
-                State.IN_FORCE,
-                NoticeState.SUSPENDED,
-                event.id,
-                pending_end=expiry,
-                pending_cause="expiry" if expiry else "",
-                terminable_claim=claim,
-            )
+            self.notice = NoticeState.SUSPENDED
+            self.notice_end = None
+            self.claim = event if event.terminable_at_any_time else None
+            return None
         if kind is EventKind.NOTICE_RESUMPTION:
-            if cur.notice is not NoticeState.SUSPENDED:
+            if self.notice is not NoticeState.SUSPENDED:
                 return "no suspended notice to resume"
-            if (
-                cur.terminable_claim is None
-                and self.instrument.termination.mode is TerminationMode.UNKNOWN
-            ):
-                return "the termination clause is not known (unverified): no effect computed"
-            if cur.terminable_claim is not None:
+            if self.claim is not None:
                 # The party claimed it may end the instrument at any time: on resumption the
                 # notice takes effect when the resumption says, or at once.
-                effective = max(event.effective or at, at)
+                effective = max(event.effective or at, at, key=lambda t: t.timestamp())
+                self.notice_end = (effective, event.id)
+            elif mode is TerminationMode.UNKNOWN:
+                return "the termination clause is not known (unverified): no effect computed"
             else:
-                effective = _notice_takes_effect(self.instrument, self.tz, at)
-            if effective == at:
-                return Segment(at, State.TERMINATED, NoticeState.NONE, cause=event.id)
-            return Segment(at, State.IN_FORCE, NoticeState.PENDING, event.id, effective, event.id)
+                self.notice_end = _notice_end(self.instrument, self.tz, at, event.id)
+            self.notice = NoticeState.PENDING
+            self.claim = None
+            return None
         if kind is EventKind.NOTICE_WITHDRAWAL:
-            if cur.notice is NoticeState.NONE:
+            if self.notice is NoticeState.NONE:
                 return "no notice to withdraw"
-            expiry = _expiry(self.instrument, self.tz)
-            return Segment(
-                at,
-                State.IN_FORCE,
-                NoticeState.NONE,
-                event.id,
-                pending_end=expiry,
-                pending_cause="expiry" if expiry else "",
-            )
+            self.notice = NoticeState.NONE
+            self.notice_end = None
+            self.claim = None
+            return None
         raise AssertionError(f"unhandled event kind {kind}")  # pragma: no cover
+
+
+def _notice_end(
+    instrument: Instrument, tz: tzinfo, given: datetime, cause: str
+) -> tuple[datetime, str] | None:
+    """When a notice given at ``given`` ends the instrument, and why; None: not before expiry."""
+    end = _notice_takes_effect(instrument, tz, given)
+    return (end, cause) if end is not None else None
 
 
 # -- terms and deadlines ----------------------------------------------------------------------
@@ -422,8 +435,9 @@ def _boundary(instrument: Instrument, index: int) -> date | None:
         return add_period(on, initial)
     if renewal is None:
         return None  # no renewal: there is no third boundary
-    # From the anchor every time, so that day clamping (29 Feb) never drifts.
-    return add_period(on, initial + renewal.times(index - 1))
+    # Renewals run from the end of the initial term, computed from that anchor every time so
+    # that day clamping (29 Feb) never drifts and an initial term in days does not skew them.
+    return add_period(add_period(on, initial), renewal.times(index - 1))
 
 
 def _term_index(instrument: Instrument, tz: tzinfo, at: datetime) -> int:
@@ -452,7 +466,15 @@ def _notice_deadline(instrument: Instrument, term_end: date | None) -> date | No
     clause = instrument.termination
     if term_end is None or clause.mode is not TerminationMode.AT_TERM_END:
         return None
-    return _subtract(term_end - timedelta(days=1), clause.notice)
+    # The last day D such that D + notice still falls before the term's end: counted back, then
+    # walked forward over month-end clamping (a month before 1 Mar is 31 Jan, not 29 Jan).
+    last_day = term_end - timedelta(days=1)
+    day = _subtract(last_day, clause.notice)
+    while add_period(day, clause.notice) > last_day:
+        day -= timedelta(days=1)
+    while add_period(day + timedelta(days=1), clause.notice) <= last_day:
+        day += timedelta(days=1)
+    return day
 
 
 def _subtract(day: date, period: Period) -> date:
@@ -462,8 +484,9 @@ def _subtract(day: date, period: Period) -> date:
     return date(year, month0 + 1, min(day.day, last)) - timedelta(days=period.days)
 
 
-def _notice_takes_effect(instrument: Instrument, tz: tzinfo, given: datetime) -> datetime:
-    """When a notice given at ``given`` ends the instrument."""
+def _notice_takes_effect(instrument: Instrument, tz: tzinfo, given: datetime) -> datetime | None:
+    """When a notice given at ``given`` ends the instrument; None if no term end is left to
+    end it at (a fixed term past its last deadline simply expires)."""
     clause = instrument.termination
     given_day = local_date(given, tz)
     if clause.mode is TerminationMode.AFTER_NOTICE:
@@ -473,9 +496,7 @@ def _notice_takes_effect(instrument: Instrument, tz: tzinfo, given: datetime) ->
     while True:
         end = _boundary(instrument, index + 1)
         if end is None:
-            raise InputError(
-                f"{instrument.id}: a notice at the end of a term needs a term with an end"
-            )
+            return None
         deadline = _notice_deadline(instrument, end)
         if deadline is not None and given_day <= deadline:
             return start_of_day(end, tz)
@@ -503,8 +524,13 @@ def _effective_events(instrument: Instrument, whatif: WhatIf) -> list[Event]:
         kept.add(event.id)
         _require_aware(event.at)
         events.append(event)
-    # Stable: events at one instant apply in the order they are recorded.
-    return sorted(events, key=lambda e: e.at)
+    # Fixed offsets, sorted by absolute time: a wall-clock sort misorders the repeated hour at
+    # the end of daylight saving. Stable: events at one instant apply in the recorded order.
+    events = [
+        replace(e, at=fixed(e.at), effective=fixed(e.effective) if e.effective else None)
+        for e in events
+    ]
+    return sorted(events, key=lambda e: e.at.timestamp())
 
 
 def _require_aware(at: datetime) -> None:

@@ -29,9 +29,10 @@ originating government's name. The same ``//`` categories follow::
     極秘（大韓民国政府提供）//REL TO USA, JPN, KOR               Japan holding Korean information
     군사II급비밀 (Provided by the Government of Japan)          Korea holding Japanese information
 
-A Japanese holder writes the Japanese form ``（<name>提供）`` for the governments named in
-:data:`JAPANESE_PROVIDER_NAMES` (a [design note]); every other holder, and a Japanese holder for
-an originator not in that table, writes ``(Provided by <Party.government>)``. Both are read in
+A holder whose scheme marks in Japanese (``language = "ja"`` in the registry) writes the Japanese
+form ``（<name>提供）`` with the originator's ``government_names.ja`` from the registry; every other
+holder, and a Japanese holder for an originator with no Japanese name, writes
+``(Provided by <Party.government>)``. Both are read in
 any holder's marking. The native marking of a label under the US policy is its banner.
 
 **What a marking carries.** Originator, policy, classification, REL TO and compartments; see
@@ -48,10 +49,9 @@ wrong; a label that cannot be written raises :class:`InvalidLabelError`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from types import MappingProxyType
 
 from gsomia.core.errors import InvalidLabelError, InvalidMarkingError
 from gsomia.core.labels import SecurityLabel, validate_label
@@ -59,7 +59,6 @@ from gsomia.core.parties import ClassificationScheme, Level, _fold
 from gsomia.core.registry import Registry
 
 __all__ = [
-    "JAPANESE_PROVIDER_NAMES",
     "MAX_MARKING_LENGTH",
     "MarkedFields",
     "MarkingForm",
@@ -73,24 +72,6 @@ __all__ = [
 
 US = "USA"  # the party, and the scheme, whose marking system (CAPCO) the banner forms follow
 MAX_MARKING_LENGTH = 2000  # far above any real banner; bounds the work done on hostile input
-
-# How a Japanese holder names the provider (…提供). Japanese names of the registry's parties, as in
-# the Japanese titles of Japan's agreements with them: a [design note], not a registry fact.
-JAPANESE_PROVIDER_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "JPN": "日本国政府",
-        "KOR": "大韓民国政府",
-        "USA": "アメリカ合衆国政府",
-        "NATO": "北大西洋条約機構",
-        "AUS": "オーストラリア政府",
-        "DEU": "ドイツ連邦共和国政府",
-        "FRA": "フランス共和国政府",
-        "GBR": "グレートブリテン及び北アイルランド連合王国政府",
-        "IND": "インド共和国政府",
-        "ITA": "イタリア共和国政府",
-        "UKR": "ウクライナ政府",
-    }
-)
 
 _COMPARTMENT = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*")
 _MAX_COMPARTMENT = 32
@@ -214,8 +195,9 @@ def _is_compartment(name: str) -> bool:
 def _native_head(registry: Registry, label: SecurityLabel, level: Level) -> str:
     if label.originator in _parties_marking_with(registry, label.policy):
         return level.native  # the holder's own information names no provider
-    japanese = JAPANESE_PROVIDER_NAMES.get(label.originator)
-    if label.policy == "JPN" and japanese is not None:
+    scheme = registry.schemes[label.policy]
+    japanese = registry.parties[label.originator].government_names.get("ja")
+    if scheme.language == "ja" and japanese:
         return f"{level.native}（{japanese}提供）"
     return f"{level.native} (Provided by {registry.parties[label.originator].government})"
 
@@ -470,9 +452,9 @@ def _split_provider(registry: Registry, head: str) -> tuple[str, str | None]:
         raise InvalidMarkingError(f"unknown providing government {match['who']!r}")
     match = _JA_NOTE.fullmatch(head)
     if match is not None:
-        for code, name in JAPANESE_PROVIDER_NAMES.items():
-            if name == match["who"] and code in registry.parties:
-                return match["level"], code
+        for party in registry.parties.values():
+            if party.government_names.get("ja") == match["who"]:
+                return match["level"], party.code
         raise InvalidMarkingError(f"unknown providing government {match['who']!r}提供")
     if any(ch in head for ch in "()（）"):
         raise InvalidMarkingError(

@@ -54,6 +54,7 @@ class ClassificationScheme:
     name: str
     levels: tuple[Level, ...]  # ordered from least to most sensitive
     provenance: Provenance = field(default_factory=lambda: Provenance(""), compare=False)
+    language: str = "en"  # the language (BCP 47) its holders write markings in
     _by_name: Mapping[str, Level] = field(
         init=False, repr=False, compare=False, default_factory=lambda: MappingProxyType({})
     )
@@ -112,4 +113,6 @@ class Party:
     scheme: str | None  # the classification scheme this party marks with, if known
     native_name: str = ""
     timezone: str = "UTC"  # where an instant without an offset is read for this party
+    # The government's name in other languages, for markings written in them ({"ja": "..."}).
+    government_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     provenance: Provenance = field(default_factory=lambda: Provenance(""), compare=False)

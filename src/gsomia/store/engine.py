@@ -17,15 +17,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gsomia.core.errors import GsomiaError
-
-
-class StorageError(GsomiaError):
-    """The database could not be reached or refused an operation."""
-
-    code = "storage-unavailable"
-    status = 503
-    exit_code = 1
+from gsomia.core.errors import StorageError
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from gsomia.core.errors import InputError
+from gsomia.core.errors import ConflictError, InputError, InvalidCursorError
 from gsomia.store.models import (
     AccessRow,
     ConsentRow,
@@ -43,10 +43,6 @@ from gsomia.store.records import (
 )
 
 MAX_PAGE = 500
-
-
-class InvalidCursorError(InputError):
-    code = "invalid-cursor"
 
 
 def token_digest(token: str) -> str:
@@ -106,7 +102,7 @@ class Users:
         now: datetime,
     ) -> User:
         if self.s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
-            raise InputError(f"a user named {name!r} already exists")
+            raise ConflictError(f"a user named {name!r} already exists")
         row = UserRow(
             id=str(uuid.uuid4()),
             name=name,
@@ -400,7 +396,7 @@ class Items:
         if row is None:
             raise InputError(f"no item {item_id}")
         if row.status != Disposition.HELD.value:
-            raise InputError(f"item {item_id} was already {row.status}")
+            raise ConflictError(f"item {item_id} was already {row.status}")
         row.status = status.value
         row.disposed_at = now
         row.disposed_by = by
