@@ -15,6 +15,7 @@ from gsomia.cli.common import Settings
 from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
 from gsomia.cli.label import label_app
+from gsomia.cli.node import node_app
 from gsomia.core.errors import GsomiaError
 
 
@@ -64,6 +65,7 @@ def root(
 
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(label_app, name="label")
+app.add_typer(node_app, name="node")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
 

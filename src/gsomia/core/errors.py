@@ -15,7 +15,12 @@ messages), an HTTP ``status`` and a CLI ``exit_code``. A user error is one clear
     │   ├── InvalidLabelError           a label that is not well formed
     │   ├── InvalidMarkingError         a banner or portion marking that does not parse
     │   ├── InvalidCursorError          a page cursor that was not handed out by the node
-    │   └── PayloadTooLargeError        413: an item payload over the node's limit
+    │   ├── PayloadTooLargeError        413: an item payload over the node's limit
+    │   ├── KeyFileError                a private key file missing, malformed or in the way
+    │   │   ├── InsecureKeyFileError    readable by group or others
+    │   │   └── KeyPassphraseError      wrong, missing or unexpected passphrase
+    │   ├── InvalidPublicKeyError       a public key string not <type>:<base64url>
+    │   └── NodeConfigError             a node directory or node.toml missing or invalid
     ├── AuthenticationError             401: no token, or a token that is unknown or revoked
     ├── ForbiddenError                  403: the user's roles do not allow the action
     ├── ItemNotFoundError               404: no such item, or none this user may know of
@@ -122,6 +127,36 @@ class InvalidCursorError(InputError):
 class PayloadTooLargeError(InputError):
     code = "payload-too-large"
     status = 413
+
+
+class KeyFileError(InputError):
+    """A private key file is missing, unreadable, malformed, of the wrong kind, or in the way."""
+
+    code = "invalid-key-file"
+
+
+class InsecureKeyFileError(KeyFileError):
+    """A private key file that group or others may access: refused, as ssh does."""
+
+    code = "insecure-key-file"
+
+
+class KeyPassphraseError(KeyFileError):
+    """A wrong, missing, empty or unexpected passphrase for a private key file."""
+
+    code = "bad-key-passphrase"
+
+
+class InvalidPublicKeyError(InputError):
+    """A public key string that is not exactly ``<type>:<base64url of 32 bytes>``."""
+
+    code = "invalid-public-key"
+
+
+class NodeConfigError(InputError):
+    """A node directory or its ``node.toml`` is missing or invalid (names the file and field)."""
+
+    code = "invalid-node-config"
 
 
 class AuthenticationError(GsomiaError):

@@ -1,0 +1,187 @@
+"""``gsomia node``: create a national node's identity, and show the public keys peers pin."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from gsomia.cli.common import console, err_console, now, print_json, settings
+from gsomia.core.errors import InputError
+from gsomia.node.config import NodeConfig, init_node, load_config, node_party
+
+node_app = typer.Typer(
+    help="A national node: its identity (party, keys, configuration).", no_args_is_help=True
+)
+
+PASSPHRASE_ENV = "GSOMIA_KEY_PASSPHRASE"
+
+DATA = typer.Option(
+    ..., "--data", metavar="DIR", file_okay=False, help="The node's directory.", show_default=False
+)
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+PASSPHRASE_ENV_OPTION = typer.Option(
+    None,
+    "--passphrase-env",
+    metavar="VAR",
+    help=f"Encrypt the private keys with the passphrase in environment variable VAR. "
+    f"Default: {PASSPHRASE_ENV}, if it is set.",
+)
+PASSPHRASE_PROMPT_OPTION = typer.Option(
+    False, "--passphrase-prompt", help="Ask for the passphrase (typed twice, not echoed)."
+)
+
+
+def passphrase_from(
+    env_var: str | None,
+    prompt: bool,
+    *,
+    confirm: bool,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str | None, str]:
+    """The key passphrase the user chose, and where it came from (for messages).
+
+    ``--passphrase-env VAR`` reads VAR; ``--passphrase-prompt`` asks (twice if ``confirm``);
+    with neither, ``GSOMIA_KEY_PASSPHRASE`` is used if set, else there is no passphrase. A named
+    variable that is unset, or any passphrase that is empty, is an error rather than a silent
+    fallback to unencrypted keys.
+    """
+    env = os.environ if environ is None else environ
+    if env_var is not None and prompt:
+        raise InputError("give --passphrase-env or --passphrase-prompt, not both")
+    if prompt:
+        value: str = typer.prompt(
+            "Key passphrase", hide_input=True, confirmation_prompt=confirm, err=True
+        )
+        source = "the prompt"
+    else:
+        name = env_var if env_var is not None else PASSPHRASE_ENV
+        found = env.get(name)
+        if found is None:
+            if env_var is not None:
+                raise InputError(f"environment variable {name} is not set")
+            return None, "none"
+        value, source = found, f"${name}"
+    if value == "":
+        raise InputError(f"the passphrase from {source} is empty")
+    return value, source
+
+
+def peer_command(config: NodeConfig, url: str | None = None) -> str:
+    """The command a peer runs to pin this node (``URL`` stands for an address not given)."""
+    return shlex.join(
+        [
+            "gsomia",
+            "peers",
+            "add",
+            config.party,
+            url if url is not None else "URL",
+            "--signing-key",
+            config.signing_public_key.to_text(),
+            "--encryption-key",
+            config.encryption_public_key.to_text(),
+        ]
+    )
+
+
+def _public(config: NodeConfig, url: str | None) -> dict[str, Any]:
+    return {
+        "party": config.party,
+        "signing_key": {
+            "public": config.signing_public_key.to_text(),
+            "key_id": config.signing_key_id,
+        },
+        "encryption_key": {
+            "public": config.encryption_public_key.to_text(),
+            "key_id": config.encryption_key_id,
+        },
+        "peer_command": peer_command(config, url),
+    }
+
+
+def _say(text: str = "") -> None:
+    # soft_wrap: keys and the peer command must stay on one line to be copied whole.
+    console.print(text, soft_wrap=True)
+
+
+def _show_public(config: NodeConfig, url: str | None) -> None:
+    _say("Public keys:")
+    _say(f"  signing     {config.signing_public_key}  (key id {config.signing_key_id})")
+    _say(f"  encryption  {config.encryption_public_key}  (key id {config.encryption_key_id})")
+    _say()
+    _say("On each peer node, pin this node with:")
+    _say(f"  {peer_command(config, url)}")
+
+
+@node_app.command("init")
+def init_cmd(
+    ctx: typer.Context,
+    party: str = typer.Option(..., "--party", help="Party code of the nation this node serves."),
+    data: Path = DATA,
+    passphrase_env: str | None = PASSPHRASE_ENV_OPTION,
+    passphrase_prompt: bool = PASSPHRASE_PROMPT_OPTION,
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        metavar="URL",
+        help="SQLAlchemy URL of the node's database. Default: sqlite:///DIR/node.db.",
+    ),
+    json: bool = JSON,
+) -> None:
+    """Create a node: an Ed25519 signing key, an X25519 encryption key and node.toml in DIR."""
+    registry = settings(ctx).registry
+    # Checked before a passphrase is asked for: a typo in --party should not cost a prompt.
+    node_party(registry, party)
+    passphrase, source = passphrase_from(passphrase_env, passphrase_prompt, confirm=True)
+    config = init_node(data, party, registry, passphrase, now=now(), database_url=database_url)
+    encrypted = passphrase is not None
+    if json:
+        print_json(
+            {
+                **_public(config, None),
+                "data_dir": str(config.data_dir),
+                "config_file": str(config.config_file),
+                "signing_key_file": str(config.signing_key_file),
+                "encryption_key_file": str(config.encryption_key_file),
+                "keys_encrypted": encrypted,
+                "database_url": config.database_url,
+                "max_payload_bytes": config.max_payload_bytes,
+                "created_at": config.created_at,
+            }
+        )
+    else:
+        protection = f"encrypted, passphrase from {source}" if encrypted else "NOT encrypted"
+        _say(f"Created node {config.party} in {config.data_dir}")
+        _say(f"  config          {config.config_file}")
+        _say(f"  signing key     {config.signing_key_file}  (mode 0600, {protection})")
+        _say(f"  encryption key  {config.encryption_key_file}  (mode 0600, {protection})")
+        _say(f"  database        {config.database_url}  (not created yet)")
+        _say()
+        _show_public(config, None)
+    if not encrypted:
+        err_console.print(
+            "gsomia: warning: the private keys are stored unencrypted; use --passphrase-env "
+            f"or --passphrase-prompt (or set {PASSPHRASE_ENV}) to protect them",
+            soft_wrap=True,
+        )
+
+
+@node_app.command("keys")
+def keys_cmd(
+    data: Path = DATA,
+    url: str | None = typer.Option(
+        None, "--url", help="This node's base URL, to fill into the peer command."
+    ),
+    json: bool = JSON,
+) -> None:
+    """Print the node's public keys, and the command a peer runs to pin them."""
+    config = load_config(data)
+    if json:
+        print_json({**_public(config, url), "data_dir": str(config.data_dir)})
+        return
+    _say(f"Node {config.party} in {config.data_dir}")
+    _show_public(config, url)
