@@ -16,6 +16,7 @@ from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
 from gsomia.cli.label import label_app
 from gsomia.cli.node import node_app
+from gsomia.cli.users import users_app
 from gsomia.core.errors import GsomiaError
 
 
@@ -66,6 +67,7 @@ def root(
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(label_app, name="label")
 app.add_typer(node_app, name="node")
+app.add_typer(users_app, name="users")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
 

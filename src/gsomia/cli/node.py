@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import typer
 
 from gsomia.cli.common import console, err_console, now, print_json, settings
 from gsomia.core.errors import InputError
+from gsomia.core.time import parse_instant, zone
 from gsomia.node.config import NodeConfig, init_node, load_config, node_party
+from gsomia.node.service import Node, open_node
 
 node_app = typer.Typer(
     help="A national node: its identity (party, keys, configuration).", no_args_is_help=True
@@ -185,3 +188,55 @@ def keys_cmd(
         return
     _say(f"Node {config.party} in {config.data_dir}")
     _show_public(config, url)
+
+
+def open_from_dir(
+    ctx: typer.Context, data: Path, database: str | None = None, clock: str | None = None
+) -> Node:
+    """The node in ``data``: its config, its (migrated) database, and its clock."""
+    config = load_config(data)
+    registry = settings(ctx).registry
+    fixed: datetime | None = None
+    if clock is not None:
+        fixed = parse_instant(clock, zone(registry.party(config.party).timezone))
+    return open_node(
+        party=config.party,
+        registry=registry,
+        database_url=database or config.database_url,
+        clock=(lambda: fixed) if fixed is not None else None,
+        max_payload_bytes=config.max_payload_bytes,
+    )
+
+
+@node_app.command("serve")
+def serve_cmd(
+    ctx: typer.Context,
+    data: Path = DATA,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8400, "--port", min=0, max=65535, help="Port to listen on."),
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        metavar="URL",
+        help="Database URL (default: the node's SQLite file; or postgresql+psycopg://...).",
+    ),
+    clock: str | None = typer.Option(
+        None,
+        "--clock",
+        metavar="INSTANT",
+        help="Fix the node's notion of now (simulation); without an offset, in the party's zone.",
+    ),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level."),
+) -> None:
+    """Serve the node's HTTP API (uvicorn) until interrupted."""
+    import uvicorn
+
+    from gsomia.api.app import create_app
+
+    node = open_from_dir(ctx, data, database, clock)
+    err_console.print(
+        f"gsomia node {node.party} serving http://{host}:{port} "
+        f"(registry {node.registry.content_hash[:12]}, "
+        f"clock {'fixed at ' + node.now().isoformat() if clock else 'real'})"
+    )
+    uvicorn.run(create_app(node), host=host, port=port, log_level=log_level, access_log=False)

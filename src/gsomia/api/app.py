@@ -1,0 +1,493 @@
+"""The node's HTTP API: FastAPI under ``/api/v1``, OpenAPI at ``/openapi.json``.
+
+Every error is RFC 9457 ``application/problem+json`` with a stable ``code`` (docs/errors.md);
+every list is paginated with ``limit`` and an opaque ``cursor``; every endpoint but ``/health``
+needs a bearer token. Handlers are plain ``def``: FastAPI runs them in its thread pool, and the
+store serialises SQLite writers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gsomia import __version__
+from gsomia.core.errors import GsomiaError, InputError, PayloadTooLargeError
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.markings import MarkingForm, render
+from gsomia.core.release import Person
+from gsomia.core.time import parse_instant, zone
+from gsomia.node.service import ItemSearch, LabelInput, Node
+from gsomia.store.records import Derivation, Disposition, Item, Page, Role, User
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+PROBLEM = "application/problem+json"
+PREFIX = "/api/v1"
+
+
+# -- wire models (pydantic only here, at the boundary) ----------------------------------------
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelIn(_In):
+    classification: str = Field(description="A level of the node's scheme: id, native or romanized")
+    topics: list[str] = Field(min_length=1)
+    rel_to: list[str] = []
+    compartments: list[str] = []
+    originator_consent_required: bool = True
+
+
+class ItemIn(_In):
+    title: str
+    label: LabelIn
+    payload: str = Field(description="The content, base64")
+
+
+class DerivationIn(_In):
+    kind: Derivation
+    title: str
+    payload: str = Field(description="The derived content, base64")
+    note: str = ""
+
+
+class ReclassificationIn(_In):
+    classification: str
+    reason: str
+
+
+class DispositionIn(_In):
+    disposition: Disposition
+    note: str = ""
+
+
+class ConsentIn(_In):
+    originator: str
+    reference: str = ""
+
+
+class PersonIn(_In):
+    clearance: str | None = None
+    need_to_know: list[str] = []
+    compartments: list[str] = []
+
+
+class DecisionIn(_In):
+    item_id: str
+    recipient: str
+    at: str | None = None
+    person: PersonIn | None = None
+    consents: list[str] = []
+
+
+class UserIn(_In):
+    name: str
+    roles: list[Role] = Field(min_length=1)
+    clearance: str | None = None
+    need_to_know: list[str] = []
+    compartments: list[str] = []
+
+
+# -- problem+json ------------------------------------------------------------------------------
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"https://gsomia.invalid/problems/{code}",
+        "title": code.replace("-", " "),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GsomiaError)
+    async def _gsomia(_request: Request, e: GsomiaError) -> JSONResponse:
+        return problem(e.status, e.code, e.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, e: RequestValidationError) -> JSONResponse:
+        errors = e.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return problem(422, "invalid-request", f"{where}: {first.get('msg')}{more}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(e.status_code, "http-error")
+        return problem(e.status_code, code, str(e.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, e: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem(500, "internal-error", "the node could not complete the request")
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _markings(node: Node, label_data: dict[str, Any]) -> dict[str, str]:
+    label = SecurityLabel.from_dict(label_data)
+    out: dict[str, str] = {}
+    for form in (MarkingForm.NATIVE, MarkingForm.BANNER, MarkingForm.PORTION):
+        try:
+            out[form.value] = render(node.registry, label, form)
+        except GsomiaError:
+            continue  # a US form of a non-US label, say: not every form applies to every label
+    return out
+
+
+def item_json(node: Node, item: Item) -> dict[str, Any]:
+    level = node.registry.level_by_key(f"{item.label['policy']}:{item.label['classification']}")
+    return {
+        "id": item.id,
+        "title": item.title,
+        "label": item.label,
+        "level": {"id": level.id, "native": level.native, "english": level.english},
+        "markings": _markings(node, item.label),
+        "size": item.size,
+        "sha256": item.payload_sha256,
+        "created_at": item.created_at.isoformat(),
+        "created_by": item.created_by,
+        "version": item.version,
+        "status": item.status.value,
+        "source_item_id": item.source_item_id,
+        "derivation": item.derivation.value if item.derivation else None,
+        "received_from": item.received_from,
+        "received_under": item.received_under,
+        "disposed_at": item.disposed_at.isoformat() if item.disposed_at else None,
+        "disposed_by": item.disposed_by,
+        "disposition_note": item.disposition_note,
+    }
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "name": user.name,
+        "roles": sorted(r.value for r in user.roles),
+        "clearance": user.clearance,
+        "need_to_know": sorted(user.need_to_know),
+        "compartments": sorted(user.compartments),
+        "created_at": user.created_at.isoformat(),
+        "revoked_at": user.revoked_at.isoformat() if user.revoked_at else None,
+    }
+
+
+def page_json(page: Page[_T], render_row: Callable[[_T], dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "items": [render_row(r) for r in page.rows],
+        "total": page.total,
+        "next_cursor": page.next_cursor,
+    }
+
+
+def _payload(text: str, node: Node) -> bytes:
+    # Base64 of the limit is a third larger: refuse before decoding anything bigger.
+    if len(text) > (node.max_payload_bytes * 4) // 3 + 8:
+        raise PayloadTooLargeError(f"payload is over this node's limit of {node.max_payload_bytes}")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InputError("payload is not valid base64") from e
+
+
+def _instant(node: Node, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return parse_instant(text, zone(node.registry.party(node.party).timezone))
+
+
+# -- the application -----------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_user(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    node: Node = request.app.state.node
+    return node.authenticate(creds.credentials if creds else None)
+
+
+Actor = Annotated[User, Depends(current_user)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def create_app(node: Node) -> FastAPI:
+    app = FastAPI(
+        title=f"gsomia node ({node.party})",
+        version=__version__,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.node = node
+    _install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next: Callable[..., Any]) -> Response:
+        length = request.headers.get("content-length")
+        ceiling = (node.max_payload_bytes * 4) // 3 + 64 * 1024  # base64 plus the JSON around it
+        if length is not None and length.isdigit() and int(length) > ceiling:
+            return problem(413, "payload-too-large", f"request body over {ceiling} bytes")
+        response: Response = await call_next(request)
+        return response
+
+    @app.get("/health", tags=["node"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "party": node.party}
+
+    @app.get(f"{PREFIX}/node", tags=["node"])
+    def about(actor: Actor) -> dict[str, Any]:
+        return {
+            "party": node.party,
+            "scheme": node.scheme.id,
+            "registry_hash": node.registry.content_hash,
+            "now": node.now().isoformat(),
+            "version": __version__,
+            "max_payload_bytes": node.max_payload_bytes,
+        }
+
+    # -- agreements --
+
+    @app.get(f"{PREFIX}/agreements", tags=["agreements"])
+    def agreements(actor: Actor, at: str | None = None) -> dict[str, Any]:
+        rows = []
+        for inst in node.registry.instruments.values():
+            instant = _instant(node, at) or node.now()
+            rows.append(node.registry.history(inst.id).status(instant).to_dict())
+        return {"items": rows, "total": len(rows), "next_cursor": None}
+
+    @app.get(f"{PREFIX}/agreements/{{agreement_id}}", tags=["agreements"])
+    def agreement(actor: Actor, agreement_id: str) -> dict[str, Any]:
+        return node.registry.instrument(agreement_id).to_dict()
+
+    @app.get(f"{PREFIX}/agreements/{{agreement_id}}/status", tags=["agreements"])
+    def agreement_status(actor: Actor, agreement_id: str, at: str | None = None) -> dict[str, Any]:
+        inst = node.registry.instrument(agreement_id)
+        instant = parse_instant(at, zone(inst.timezone)) if at else node.now()
+        return node.registry.history(inst.id).status(instant).to_dict()
+
+    # -- items --
+
+    @app.post(f"{PREFIX}/items", status_code=201, tags=["items"])
+    def create_item(actor: Actor, body: ItemIn) -> dict[str, Any]:
+        label = LabelInput(
+            classification=body.label.classification,
+            topics=frozenset(body.label.topics),
+            releasable_to=frozenset(body.label.rel_to),
+            compartments=frozenset(body.label.compartments),
+            originator_consent_required=body.label.originator_consent_required,
+        )
+        item = node.create_item(
+            actor, title=body.title, label=label, payload=_payload(body.payload, node)
+        )
+        return item_json(node, item)
+
+    @app.get(f"{PREFIX}/items", tags=["items"])
+    def list_items(
+        actor: Actor,
+        topic: str | None = None,
+        originator: str | None = None,
+        classification: str | None = None,
+        status: Disposition | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        limit: Limit = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        query = ItemSearch(
+            topic=topic,
+            originator=originator,
+            classification=classification,
+            status=status,
+            created_after=_instant(node, created_after),
+            created_before=_instant(node, created_before),
+            limit=limit,
+            cursor=cursor,
+        )
+        return page_json(node.search(actor, query), lambda i: item_json(node, i))
+
+    @app.get(f"{PREFIX}/items/{{item_id}}", tags=["items"])
+    def get_item(actor: Actor, item_id: str) -> dict[str, Any]:
+        return item_json(node, node.get_item(actor, item_id))
+
+    @app.get(f"{PREFIX}/items/{{item_id}}/payload", tags=["items"])
+    def get_payload(actor: Actor, item_id: str) -> Response:
+        item, data = node.read_payload(actor, item_id)
+        markings = _markings(node, item.label)
+        headers = {"X-Gsomia-Item": item.id, "X-Gsomia-Sha256": item.payload_sha256}
+        if "portion" in markings:
+            headers["X-Gsomia-Marking"] = markings["portion"]
+        return Response(data, media_type="application/octet-stream", headers=headers)
+
+    @app.post(f"{PREFIX}/items/{{item_id}}/derivations", status_code=201, tags=["items"])
+    def derive(actor: Actor, item_id: str, body: DerivationIn) -> dict[str, Any]:
+        item = node.derive(
+            actor,
+            item_id,
+            kind=body.kind,
+            title=body.title,
+            payload=_payload(body.payload, node),
+            note=body.note,
+        )
+        return item_json(node, item)
+
+    @app.get(f"{PREFIX}/items/{{item_id}}/derivations", tags=["items"])
+    def derivations(actor: Actor, item_id: str) -> dict[str, Any]:
+        rows = [item_json(node, i) for i in node.derivations(actor, item_id)]
+        return {"items": rows, "total": len(rows), "next_cursor": None}
+
+    @app.post(f"{PREFIX}/items/{{item_id}}/reclassification", tags=["items"])
+    def reclassify(actor: Actor, item_id: str, body: ReclassificationIn) -> dict[str, Any]:
+        item = node.reclassify(
+            actor, item_id, classification=body.classification, reason=body.reason
+        )
+        return item_json(node, item)
+
+    @app.post(f"{PREFIX}/items/{{item_id}}/disposition", tags=["items"])
+    def dispose(actor: Actor, item_id: str, body: DispositionIn) -> dict[str, Any]:
+        item = node.dispose(actor, item_id, disposition=body.disposition, note=body.note)
+        return item_json(node, item)
+
+    @app.get(f"{PREFIX}/items/{{item_id}}/history", tags=["items"])
+    def history(actor: Actor, item_id: str) -> dict[str, Any]:
+        rows = [
+            {
+                "version": c.version,
+                "old_label": c.old_label,
+                "new_label": c.new_label,
+                "changed_at": c.changed_at.isoformat(),
+                "changed_by": c.changed_by,
+                "reason": c.reason,
+            }
+            for c in node.history(actor, item_id)
+        ]
+        return {"items": rows, "total": len(rows), "next_cursor": None}
+
+    @app.post(f"{PREFIX}/items/{{item_id}}/consents", status_code=201, tags=["items"])
+    def add_consent(actor: Actor, item_id: str, body: ConsentIn) -> dict[str, Any]:
+        c = node.record_consent(
+            actor, item_id, originator=body.originator, reference=body.reference
+        )
+        return {
+            "id": c.id,
+            "item_id": c.item_id,
+            "originator": c.originator,
+            "recorded_at": c.recorded_at.isoformat(),
+            "recorded_by": c.recorded_by,
+            "reference": c.reference,
+        }
+
+    @app.get(f"{PREFIX}/items/{{item_id}}/consents", tags=["items"])
+    def list_consents(actor: Actor, item_id: str) -> dict[str, Any]:
+        rows = [
+            {
+                "id": c.id,
+                "originator": c.originator,
+                "recorded_at": c.recorded_at.isoformat(),
+                "recorded_by": c.recorded_by,
+                "reference": c.reference,
+            }
+            for c in node.consents(actor, item_id)
+        ]
+        return {"items": rows, "total": len(rows), "next_cursor": None}
+
+    # -- decisions (dry run) --
+
+    @app.post(f"{PREFIX}/decisions", tags=["decisions"])
+    def dry_run(actor: Actor, body: DecisionIn) -> dict[str, Any]:
+        person = None
+        if body.person is not None:
+            recipient = node.registry.party(body.recipient).code
+            clearance = body.person.clearance
+            person = Person(
+                clearance=node.registry.level(recipient, clearance).id if clearance else None,
+                need_to_know=frozenset(node.registry.topic(t).id for t in body.person.need_to_know),
+                compartments=frozenset(c.upper() for c in body.person.compartments),
+            )
+        decision = node.dry_run(
+            actor,
+            body.item_id,
+            recipient=body.recipient,
+            at=_instant(node, body.at),
+            person=person,
+            extra_consents=body.consents,
+        )
+        return decision.to_dict()
+
+    # -- users --
+
+    @app.get(f"{PREFIX}/users/me", tags=["users"])
+    def me(actor: Actor) -> dict[str, Any]:
+        return user_json(actor)
+
+    @app.get(f"{PREFIX}/users", tags=["users"])
+    def users(actor: Actor, limit: Limit = 50, cursor: str | None = None) -> dict[str, Any]:
+        return page_json(node.list_users(actor, limit=limit, cursor=cursor), user_json)
+
+    @app.post(f"{PREFIX}/users", status_code=201, tags=["users"])
+    def add_user(actor: Actor, body: UserIn) -> dict[str, Any]:
+        user, token = node.add_user(
+            name=body.name,
+            roles=body.roles,
+            clearance=body.clearance,
+            need_to_know=body.need_to_know,
+            compartments=body.compartments,
+            actor=actor,
+        )
+        return {"user": user_json(user), "token": token}
+
+    @app.delete(f"{PREFIX}/users/{{user_id}}", tags=["users"])
+    def revoke_user(actor: Actor, user_id: str) -> dict[str, Any]:
+        return user_json(node.revoke_user(user_id, actor=actor))
+
+    # -- the access register --
+
+    @app.get(f"{PREFIX}/access-register", tags=["audit"])
+    def access_register(
+        actor: Actor,
+        item_id: str | None = None,
+        user_id: str | None = None,
+        action: str | None = None,
+        limit: Limit = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        page = node.access_register(
+            actor, item_id=item_id, user_id=user_id, action=action, limit=limit, cursor=cursor
+        )
+        return page_json(
+            page,
+            lambda r: {
+                "id": r.id,
+                "item_id": r.item_id,
+                "user_id": r.user_id,
+                "action": r.action,
+                "at": r.at.isoformat(),
+                "detail": r.detail,
+            },
+        )
+
+    return app
