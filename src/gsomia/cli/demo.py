@@ -15,7 +15,10 @@ from rich.text import Text
 
 from gsomia.cli.agreements import STATE_STYLE, list_, timeline_table
 from gsomia.cli.common import console, now, settings
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import WhatIf
+from gsomia.core.registry import Registry
+from gsomia.core.release import ReleaseRequest, decide
 from gsomia.core.time import parse_instant, zone
 
 GSOMIA = "JPN-KOR-GSOMIA"
@@ -86,7 +89,49 @@ def demo(ctx: typer.Context) -> None:
             title="The fallback",
         )
     )
+    _decisions(registry)
     console.print(
         "Try: gsomia agreements status JPN-KOR-GSOMIA --at 2019-11-23 "
-        f"--without {SUSPENSION} --json"
+        f"--without {SUSPENSION} --json\n"
+        "     gsomia decide --originator JPN --classification 極秘 --rel-to USA,JPN,KOR "
+        "--topic dprk-missile --from JPN --to KOR --at 2019-11-24 "
+        f"--without {SUSPENSION} --consent JPN"
     )
+
+
+def _decisions(registry: Registry) -> None:
+    """The release decisions of November 2019, recorded and what-if, side by side."""
+    console.print(Rule("Release decisions: a Japanese 極秘 report, November 2019"))
+    lapsed = registry.what_if(without=[SUSPENSION])
+    seoul = zone("Asia/Seoul")
+    cases = (
+        ("DPRK missile report, JPN → KOR", "dprk-missile", "2019-11-22T12:00", registry),
+        ("same, had the GSOMIA lapsed", "dprk-missile", "2019-11-24T12:00", lapsed),
+        ("PRC maritime report, had it lapsed", "prc-maritime", "2019-11-24T12:00", lapsed),
+        ("PRC maritime report, as it was", "prc-maritime", "2019-11-24T12:00", registry),
+    )
+    table = Table(title="decide(registry, request, at), with Japan's consent on record")
+    for col in ("case", "at (Seoul)", "verdict", "route", "arrives as", "why"):
+        table.add_column(col, overflow="fold")
+    for title, topic, when, reg in cases:
+        label = SecurityLabel(
+            originator="JPN",
+            policy="JPN",
+            classification="gokuhi",
+            releasable_to=frozenset({"USA", "JPN", "KOR"}),
+            topics=frozenset({topic}),
+        )
+        request = ReleaseRequest(label, "JPN", "KOR", consents=frozenset({"JPN"}))
+        d = decide(reg, request, parse_instant(when, seoul))
+        verdict = Text("allowed", style="green") if d.allowed else Text("refused", style="red")
+        arrives = ""
+        if d.recipient_label is not None:
+            arrives = registry.level_by_key(d.recipient_label.level_key).native
+        if d.allowed:
+            why = f"{d.instruments[-1]}: " + "; ".join(
+                o for o in d.obligations if "marks it" in o or "forwards" in o
+            )
+        else:
+            why = "; ".join(o.summary() for o in d.routes_considered)
+        table.add_row(title, when, verdict, " → ".join(d.route), arrives, why)
+    console.print(table)
