@@ -123,11 +123,29 @@ CASES = [
         registry=LAPSED,
     ),
     Case(
-        "lapsed GSOMIA: without JPN's consent the hub may not forward",
+        "lapsed GSOMIA: JPN routing its own report through the hub is its consent",
         ReleaseRequest(label(), "JPN", "KOR"),
         "2019-11-24",
+        True,
+        ("JPN", "USA", "KOR"),
+        "KOR:gunsa-2",
+        registry=LAPSED,
+    ),
+    Case(
+        "the US may not pass on a JPN item received under TISA without JPN's consent",
+        ReleaseRequest(label(), "USA", "KOR", received_under="TISA"),
+        "2019-11-24",
         False,
-        failed_rule="instrument-in-force",  # the first route considered: the direct one
+        failed_rule="third-party",
+        registry=LAPSED,
+    ),
+    Case(
+        "with JPN's consent the US may pass it on to KOR",
+        ReleaseRequest(label(), "USA", "KOR", received_under="TISA", consents=frozenset({"JPN"})),
+        "2019-11-24",
+        True,
+        ("USA", "KOR"),
+        "KOR:gunsa-2",
         registry=LAPSED,
     ),
     Case(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -28,6 +29,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.markings import MarkingForm, render
 from gsomia.core.release import Person
 from gsomia.core.time import parse_instant, zone
+from gsomia.node.federation import Federation
 from gsomia.node.service import ItemSearch, LabelInput, Node
 from gsomia.store.records import Derivation, Disposition, Item, Page, Role, User
 
@@ -235,16 +237,40 @@ Actor = Annotated[User, Depends(current_user)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def create_app(node: Node) -> FastAPI:
+def create_app(
+    node: Node, federation: Federation | None = None, *, deliver: bool = True
+) -> FastAPI:
+    """The node's app; with ``federation``, also the envelope intake and the delivery worker."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if federation is not None and deliver:
+            from gsomia.node.delivery import DeliveryWorker
+
+            worker = DeliveryWorker(federation)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
     app = FastAPI(
         title=f"gsomia node ({node.party})",
         version=__version__,
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.node = node
+    app.state.federation = federation
     _install_problem_handlers(app)
+    if federation is not None:
+        from gsomia.api.federation import federation_router
+
+        app.include_router(federation_router(federation))
 
     @app.middleware("http")
     async def _body_limit(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -362,9 +388,8 @@ def create_app(node: Node) -> FastAPI:
 
     @app.post(f"{PREFIX}/items/{{item_id}}/reclassification", tags=["items"])
     def reclassify(actor: Actor, item_id: str, body: ReclassificationIn) -> dict[str, Any]:
-        item = node.reclassify(
-            actor, item_id, classification=body.classification, reason=body.reason
-        )
+        reclassify = federation.reclassify if federation is not None else node.reclassify
+        item = reclassify(actor, item_id, classification=body.classification, reason=body.reason)
         return item_json(node, item)
 
     @app.post(f"{PREFIX}/items/{{item_id}}/disposition", tags=["items"])

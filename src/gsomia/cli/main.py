@@ -15,7 +15,7 @@ from gsomia.cli.common import Settings
 from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
 from gsomia.cli.label import label_app
-from gsomia.cli.node import node_app
+from gsomia.cli.node import node_app, peers_app
 from gsomia.cli.users import users_app
 from gsomia.core.errors import GsomiaError
 
@@ -67,6 +67,7 @@ def root(
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(label_app, name="label")
 app.add_typer(node_app, name="node")
+app.add_typer(peers_app, name="peers")
 app.add_typer(users_app, name="users")
 app.command("decide")(decide_command)
 app.command("demo")(demo)

@@ -14,7 +14,15 @@ import typer
 from gsomia.cli.common import console, err_console, now, print_json, settings
 from gsomia.core.errors import InputError
 from gsomia.core.time import parse_instant, zone
-from gsomia.node.config import NodeConfig, init_node, load_config, node_party
+from gsomia.node.config import (
+    NodeConfig,
+    init_node,
+    load_config,
+    load_encryption_key,
+    load_signing_key,
+    node_party,
+)
+from gsomia.node.federation import Federation
 from gsomia.node.service import Node, open_node
 
 node_app = typer.Typer(
@@ -191,11 +199,17 @@ def keys_cmd(
 
 
 def open_from_dir(
-    ctx: typer.Context, data: Path, database: str | None = None, clock: str | None = None
+    ctx: typer.Context,
+    data: Path,
+    database: str | None = None,
+    clock: str | None = None,
+    without: list[str] | None = None,
 ) -> Node:
-    """The node in ``data``: its config, its (migrated) database, and its clock."""
+    """The node in ``data``: its config, its (migrated) database, its clock and its law."""
     config = load_config(data)
     registry = settings(ctx).registry
+    if without:
+        registry = registry.what_if(without=without)
     fixed: datetime | None = None
     if clock is not None:
         fixed = parse_instant(clock, zone(registry.party(config.party).timezone))
@@ -226,6 +240,12 @@ def serve_cmd(
         metavar="INSTANT",
         help="Fix the node's notion of now (simulation); without an offset, in the party's zone.",
     ),
+    without: list[str] = typer.Option(
+        [],
+        "--without",
+        metavar="EVENT_ID",
+        help="Simulation: serve under a what-if history without this recorded event.",
+    ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level."),
 ) -> None:
     """Serve the node's HTTP API (uvicorn) until interrupted."""
@@ -233,10 +253,86 @@ def serve_cmd(
 
     from gsomia.api.app import create_app
 
-    node = open_from_dir(ctx, data, database, clock)
+    node = open_from_dir(ctx, data, database, clock, without)
+    config = load_config(data)
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    federation = Federation(
+        node,
+        signing_key=load_signing_key(config, passphrase),
+        encryption_key=load_encryption_key(config, passphrase),
+    )
     err_console.print(
         f"gsomia node {node.party} serving http://{host}:{port} "
         f"(registry {node.registry.content_hash[:12]}, "
-        f"clock {'fixed at ' + node.now().isoformat() if clock else 'real'})"
+        f"clock {'fixed at ' + node.now().isoformat() if clock else 'real'}"
+        + (f", what-if without {', '.join(without)}" if without else "")
+        + ")"
     )
-    uvicorn.run(create_app(node), host=host, port=port, log_level=log_level, access_log=False)
+    app = create_app(node, federation)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+peers_app = typer.Typer(help="The node's peers: partner nodes with their keys pinned.")
+
+
+@peers_app.command("add")
+def peers_add(
+    ctx: typer.Context,
+    party: str = typer.Argument(..., help="The peer's party code."),
+    url: str = typer.Argument(..., help="The peer's base URL."),
+    data: Path = DATA,
+    signing_key: str = typer.Option(..., "--signing-key", help="ed25519:... from its node keys"),
+    encryption_key: str = typer.Option(
+        ..., "--encryption-key", help="x25519:... from its node keys"
+    ),
+) -> None:
+    """Pin a peer's keys (as printed by ``gsomia node keys`` on the peer)."""
+    node = open_from_dir(ctx, data)
+    config = load_config(data)
+    federation = Federation(
+        node,
+        signing_key=load_signing_key(config, os.environ.get(PASSPHRASE_ENV) or None),
+        encryption_key=load_encryption_key(config, os.environ.get(PASSPHRASE_ENV) or None),
+    )
+    peer = federation.add_peer(
+        party, url, signing_key=signing_key, encryption_key=encryption_key, actor=None
+    )
+    console.print(f"peer {peer.party} at {peer.url} pinned")
+
+
+@peers_app.command("list")
+def peers_list(ctx: typer.Context, data: Path = DATA, json: bool = JSON) -> None:
+    """The node's peers."""
+    from gsomia.store.federation import Peers
+
+    node = open_from_dir(ctx, data)
+    with node.store.read() as s:
+        peers = Peers(s).list()
+    if json:
+        print_json(
+            [
+                {
+                    "party": p.party,
+                    "url": p.url,
+                    "signing_key": p.signing_key,
+                    "encryption_key": p.encryption_key,
+                    "removed": p.removed_at is not None,
+                }
+                for p in peers
+            ]
+        )
+        return
+    for p in peers:
+        state = "removed" if p.removed_at else "active"
+        console.print(f"{p.party}  {p.url}  {p.signing_key}  {state}")
+
+
+@peers_app.command("remove")
+def peers_remove(ctx: typer.Context, party: str = typer.Argument(...), data: Path = DATA) -> None:
+    """Unpin a peer: nothing more is sent to it or accepted from it."""
+    from gsomia.store.federation import Peers
+
+    node = open_from_dir(ctx, data)
+    with node.store.write() as s:
+        Peers(s).remove(party.upper(), node.now())
+    console.print(f"peer {party.upper()} removed")

@@ -26,6 +26,13 @@ messages), an HTTP ``status`` and a CLI ``exit_code``. A user error is one clear
     ├── ItemNotFoundError               404: no such item, or none this user may know of
     ├── ConflictError                   409: the act conflicts with the item's state
     ├── StorageError                    503: the database could not be reached
+    ├── FederationError                 400: a node-to-node message refused
+    │   ├── EnvelopeError               an envelope or receipt that does not verify or open
+    │   ├── RequestSignatureError       401: no valid HTTP message signature from a pinned peer
+    │   ├── ReplayError                 409: a nonce or envelope seen before, or out of time
+    │   ├── UnknownPeerError            403: a party that is not a pinned peer
+    │   └── MisaddressedError           421: for another node, or signed by another party
+    ├── PeerUnreachableError            502: a peer could not be reached
     ├── RegistryError                   422, exit 2: a data file is invalid (names file and field)
     └── ReleaseDeniedError              403, exit 3: a release was refused (carries the decision)
 """
@@ -196,6 +203,52 @@ class StorageError(GsomiaError):
     exit_code = 1
 
 
+class FederationError(GsomiaError):
+    """A node-to-node message that this node refuses to act on."""
+
+    code = "federation-refused"
+    status = 400
+    exit_code = 2
+
+
+class EnvelopeError(FederationError):
+    """An envelope or receipt that does not verify or open (one opaque reason, on purpose)."""
+
+    code = "envelope-invalid"
+
+
+class RequestSignatureError(FederationError):
+    """A node-to-node request without a valid HTTP message signature from a pinned peer."""
+
+    code = "bad-request-signature"
+    status = 401
+
+
+class ReplayError(FederationError):
+    """A request nonce or envelope already seen, or a request outside the time window."""
+
+    code = "replayed-request"
+    status = 409
+
+
+class UnknownPeerError(FederationError):
+    code = "unknown-peer"
+    status = 403
+
+
+class MisaddressedError(FederationError):
+    """An envelope for another node, or from a party other than the one that signed the request."""
+
+    code = "misaddressed"
+    status = 421
+
+
+class PeerUnreachableError(GsomiaError):
+    code = "peer-unreachable"
+    status = 502
+    exit_code = 1
+
+
 class RegistryError(GsomiaError):
     """A registry data file is invalid; the message names the file and the field."""
 
@@ -214,3 +267,43 @@ class ReleaseDeniedError(GsomiaError):
     def __init__(self, message: str, decision: object) -> None:
         super().__init__(message)
         self.decision = decision
+
+
+class IntegrityError(GsomiaError):
+    """Evidence that does not verify: a Merkle proof, a signed checkpoint, a tampered log."""
+
+    code = "integrity-failure"
+    status = 409
+    exit_code = 1
+
+
+class InvalidProofError(IntegrityError):
+    """A Merkle inclusion or consistency proof of the wrong length, or giving another root."""
+
+    code = "invalid-proof"
+
+
+class CheckpointError(IntegrityError):
+    """A signed note or checkpoint that is malformed, or lacks a valid signature by a needed key."""
+
+    code = "invalid-checkpoint"
+
+
+class LedgerInconsistentError(IntegrityError):
+    """The stored ledger contradicts itself or a signed checkpoint: tampering, loss or rollback."""
+
+    code = "ledger-inconsistent"
+    status = 500
+
+
+class LedgerRangeError(InputError):
+    """An entry index or a tree size that the ledger does not have (yet)."""
+
+    code = "ledger-out-of-range"
+    status = 404
+
+
+class InvalidRecordError(InputError):
+    """A ledger record or kind that cannot be canonicalised (not a JSON object, NaN, ...)."""
+
+    code = "invalid-ledger-record"

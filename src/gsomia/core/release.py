@@ -90,6 +90,9 @@ class ReleaseRequest:
     person: Person | None = None
     consents: frozenset[str] = frozenset()  # parties whose (originator) consent is on record
     received_under: str | None = None  # the instrument the holder received the item under
+    # Only routes under this instrument: how a receiving node re-decides the hop it was sent
+    # (the sender chose TISA; the hub must forward under TISA, not under another agreement).
+    under: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,24 +386,29 @@ def _decide(t: _Tables, request: ReleaseRequest, at: datetime) -> _Verdict:
         return _Verdict(False, preflight, None, ())
     holder, recipient = request.holder, request.recipient
     considered: list[RouteOption] = []
+    under = request.under
     for inst in t.direct.get((holder, recipient), ()):
+        if under is not None and inst.id != under:
+            continue
         option = _route(t, request, at, inst, (holder, recipient))
         considered.append(option)
         if option.allowed:
             return _Verdict(True, preflight, option, tuple(considered))
     for inst in t.hubbed.get((holder, recipient), ()):
+        if under is not None and inst.id != under:
+            continue
         assert inst.hub is not None
         option = _route(t, request, at, inst, (holder, inst.hub.party, recipient))
         considered.append(option)
         if option.allowed:
             return _Verdict(True, preflight, option, tuple(considered))
     if not considered:
+        scope = f"under {under}" if under else "in the registry"
         reason = Reason(
             "instrument-party",
             False,
             "registry",
-            f"no instrument in the registry covers {holder} and {recipient}, directly or "
-            "through a hub",
+            f"no instrument {scope} covers {holder} and {recipient}, directly or through a hub",
         )
         return _Verdict(False, (*preflight, reason), None, ())
     return _Verdict(False, preflight, considered[0], tuple(considered))
@@ -428,6 +436,8 @@ def _preflight(t: _Tables, request: ReleaseRequest) -> tuple[Reason, ...]:
         problems.append("holder and recipient are the same party")
     if request.received_under and request.received_under not in t.registry.instruments:
         problems.append(f"unknown instrument {request.received_under!r}")
+    if request.under and request.under not in t.registry.instruments:
+        problems.append(f"unknown instrument {request.under!r}")
     if problems:
         return (Reason("request-valid", False, "registry", "; ".join(problems)),)
     return (
@@ -883,6 +893,16 @@ def _check_consent(
     citation = _cite(governing, clause, "third-party rule")
     if not needed:
         return b.check(rule_name, True, citation, "no consent required", index)
+    if b.request.holder == originator:
+        # The originator itself routes the item to this recipient: that act is its consent.
+        final = b.request.recipient
+        return b.check(
+            rule_name,
+            True,
+            citation,
+            f"{originator}, the originator, sends it on to {final} itself: that is its consent",
+            index,
+        )
     if consented:
         b.obligations.append(f"keep {originator}'s consent on record ({citation})")
         return b.check(rule_name, True, citation, f"{originator}'s consent is on record", index)
@@ -956,6 +976,29 @@ def _check_person(
             f"access only for persons cleared to {level.native if level else '?'} with need-to-know"
         )
     return ok
+
+
+def equivalent_label(
+    registry: Registry, label: SecurityLabel, instrument_id: str, to_party: str
+) -> SecurityLabel | None:
+    """``label`` as ``to_party`` marks it under ``instrument_id`` (through its hub if need be);
+    None when no table gives an equivalent. Used to apply an originator's reclassification."""
+    t = _tables(registry)
+    scheme = t.scheme_of_party.get(to_party)
+    if scheme is None:
+        return None
+    if label.policy == scheme:
+        return label
+    if label.original is not None and label.original[0] == scheme:
+        return label.remarked(*label.original)
+    source = t.party_of_scheme.get(label.policy, "")
+    found = t.equivalents.get((instrument_id, source, label.classification, to_party))
+    hub = registry.instruments[instrument_id].hub if instrument_id in registry.instruments else None
+    if found is None and hub is not None and hub.party not in (source, to_party):
+        at_hub = t.equivalents.get((instrument_id, source, label.classification, hub.party))
+        if at_hub is not None:
+            found = t.equivalents.get((instrument_id, hub.party, at_hub[0], to_party))
+    return label.remarked(scheme, found[0]) if found else None
 
 
 def decisions_for(

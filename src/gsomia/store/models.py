@@ -60,6 +60,7 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JSON,
         list[str]: JSON,
+        dict[str, Any] | None: JSON,
     }
 
 
@@ -110,6 +111,8 @@ class ItemRow(Base):
     derivation: Mapped[str | None] = mapped_column(String(16))
     received_from: Mapped[str | None] = mapped_column(String(8))
     received_under: Mapped[str | None] = mapped_column(String(64))
+    # The originator's own id for the item, so notices from the originator find every copy.
+    origin_item_id: Mapped[str | None] = mapped_column(String(36), index=True)
     disposed_at: Mapped[datetime | None]
     disposed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     disposition_note: Mapped[str | None] = mapped_column(Text)
@@ -163,3 +166,136 @@ class ConsentRow(Base):
     recorded_at: Mapped[datetime]
     recorded_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     reference: Mapped[str] = mapped_column(Text, default="")
+
+
+# -- federation -------------------------------------------------------------------------------
+
+
+class PeerRow(Base):
+    """A partner node, its keys pinned out of band."""
+
+    __tablename__ = "peers"
+    party: Mapped[str] = mapped_column(String(8), primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    signing_key: Mapped[str] = mapped_column(String(100))
+    encryption_key: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class ShareRow(Base):
+    __tablename__ = "shares"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), index=True)
+    requested_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    recipient: Mapped[str] = mapped_column(String(8))
+    route: Mapped[list[str]]
+    instruments: Mapped[list[str]]
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reasons: Mapped[list[str]]
+    decision: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]  # the node's (legal) clock
+    queued_real: Mapped[datetime]  # wall clock, for latency
+    delivered_real: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    envelope_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    consent_request_id: Mapped[str | None] = mapped_column(String(36))
+    relay_of: Mapped[str | None] = mapped_column(Text)  # JSON: the upstream sender and share
+    receipt: Mapped[dict[str, Any] | None]
+
+
+class OutboxRow(Base):
+    """Sealed envelopes waiting to be delivered: written with the act that caused them."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    envelope_id: Mapped[str] = mapped_column(String(36), unique=True)
+    share_id: Mapped[str | None] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(32))
+    peer: Mapped[str] = mapped_column(String(8))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    response: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+class InboxRow(Base):
+    """Envelopes accepted, with the receipt given: a redelivery gets the same receipt."""
+
+    __tablename__ = "inbox"
+    envelope_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(80))
+    received_at: Mapped[datetime]
+    receipt: Mapped[dict[str, Any]]
+    item_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class NonceRow(Base):
+    """Request nonces seen within the signature window (replay protection)."""
+
+    __tablename__ = "seen_nonces"
+    key_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seen_at: Mapped[datetime]
+
+
+class ConsentRequestRow(Base):
+    __tablename__ = "consent_requests"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    direction: Mapped[str] = mapped_column(
+        String(8)
+    )  # incoming (to us, the originator) or outgoing
+    origin_item_id: Mapped[str] = mapped_column(String(36))
+    item_id: Mapped[str | None] = mapped_column(String(36))  # our copy, if any
+    requester: Mapped[str] = mapped_column(String(8))
+    originator: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str] = mapped_column(String(8))
+    share_id: Mapped[str | None] = mapped_column(String(36))
+    title: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    answered_by: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class IncidentRow(Base):
+    """Loss or compromise reports (JPN-KOR GSOMIA Art. 17), sent and received."""
+
+    __tablename__ = "incidents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    origin_item_id: Mapped[str] = mapped_column(String(36))
+    item_id: Mapped[str | None] = mapped_column(String(36))
+    reporter: Mapped[str] = mapped_column(String(8))
+    originator: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    follow_up_of: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+    reported_by: Mapped[str | None] = mapped_column(String(36))
+
+
+class NoticeRow(Base):
+    """An originator's reclassification, retraction or request to destroy, and its ack."""
+
+    __tablename__ = "notices"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    origin_item_id: Mapped[str] = mapped_column(String(36))
+    holder: Mapped[str] = mapped_column(String(8))
+    detail: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    ack: Mapped[dict[str, Any] | None]
+from gsomia.ledger import tables as _ledger_tables  # noqa: E402,F401

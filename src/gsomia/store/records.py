@@ -73,6 +73,7 @@ class Item:
     derivation: Derivation | None = None
     received_from: str | None = None
     received_under: str | None = None
+    origin_item_id: str | None = None  # the originator's id for the item (None: it is ours)
     disposed_at: datetime | None = None
     disposed_by: str | None = None
     disposition_note: str | None = None

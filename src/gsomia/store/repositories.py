@@ -191,6 +191,7 @@ def _item(row: ItemRow) -> Item:
         derivation=Derivation(row.derivation) if row.derivation else None,
         received_from=row.received_from,
         received_under=row.received_under,
+        origin_item_id=row.origin_item_id,
         disposed_at=row.disposed_at,
         disposed_by=row.disposed_by,
         disposition_note=row.disposition_note,
@@ -235,6 +236,7 @@ class Items:
         derivation: Derivation | None = None,
         received_from: str | None = None,
         received_under: str | None = None,
+        origin_item_id: str | None = None,
         item_id: str | None = None,
     ) -> Item:
         topics = sorted(set(label.get("topics", ())))
@@ -260,6 +262,7 @@ class Items:
             derivation=derivation.value if derivation else None,
             received_from=received_from,
             received_under=received_under,
+            origin_item_id=origin_item_id,
         )
         self.s.add(row)
         self.s.flush()  # the parent row exists before its topic rows reference it
@@ -415,6 +418,13 @@ class Items:
 
     def count(self) -> int:
         return self.s.scalar(select(func.count()).select_from(ItemRow)) or 0
+
+    def copies_of(self, origin_item_id: str) -> list[Item]:
+        """Our items that are copies of the originator's item ``origin_item_id``."""
+        rows = self.s.scalars(
+            select(ItemRow).where(ItemRow.origin_item_id == origin_item_id).order_by(ItemRow.id)
+        ).all()
+        return [_item(r) for r in rows]
 
 
 # -- the access register ----------------------------------------------------------------------

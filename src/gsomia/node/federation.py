@@ -1,0 +1,903 @@
+"""Federation: sharing items between national nodes, in signed and encrypted envelopes.
+
+Both ends enforce. The sender decides before sending and writes the share, its sealed envelope
+and the outbox entry in one transaction (so an acknowledged share is never lost); a delivery worker
+sends the envelope with retries. The receiver verifies the request signature and the envelope,
+decides again from its own side under the instrument the sender used, stores the item with its own
+equivalent marking and its provenance, and answers with a signed receipt: all in one transaction,
+keyed by the envelope id, so a redelivered envelope gets the same receipt and has no second effect.
+
+Message kinds (all envelopes, all to ``POST /federation/v1/envelopes``):
+
+================  =============================================================================
+share             an item: payload encrypted, label in the header
+delivery-report   a hub tells the original sender that its relay reached the final recipient
+consent-request   a holder asks the originator for consent to pass an item on
+consent-answer    the originator's grant or refusal
+incident          a loss or compromise report to the originator (Art. 17), and its follow-ups
+notice            an originator's reclassification, retraction or request to destroy
+notice-ack        a holder's signed acknowledgment that it applied a notice
+================  =============================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from gsomia.core.canonical import canonical_bytes, digest
+from gsomia.core.errors import (
+    ConflictError,
+    EnvelopeError,
+    ForbiddenError,
+    InputError,
+    ItemNotFoundError,
+    MisaddressedError,
+    UnknownPeerError,
+)
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.release import Decision, Person, ReleaseRequest, decide, equivalent_label
+from gsomia.crypto.envelope import open_envelope, seal, sign_receipt
+from gsomia.crypto.httpsig import WINDOW, VerifiedRequest
+from gsomia.crypto.keys import (
+    EncryptionPrivateKey,
+    EncryptionPublicKey,
+    SigningPrivateKey,
+    SigningPublicKey,
+)
+from gsomia.node.service import ITEM_ROLES, Node, _require
+from gsomia.store.federation import (
+    ConsentRequests,
+    Inbox,
+    Incidents,
+    Notices,
+    Outbox,
+    Peer,
+    Peers,
+    Share,
+    Shares,
+)
+from gsomia.store.records import Disposition, Item, Role, User
+from gsomia.store.repositories import AccessRegister, Consents, Items
+
+ENDPOINT = "/federation/v1/envelopes"
+INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "follow-up")
+NOTICE_KINDS = ("reclassify", "retract", "destroy")
+
+
+def real_now() -> datetime:
+    """Wall-clock time: for transport windows and latency, never for the law (that is the
+    node's clock, which a simulation may fix)."""
+    return datetime.now(UTC)
+
+
+class Federation:
+    """One node's side of the federation: its keys, its peers, and what it sends and receives."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        signing_key: SigningPrivateKey,
+        encryption_key: EncryptionPrivateKey,
+    ) -> None:
+        self.node = node
+        self.signing_key = signing_key
+        self.encryption_key = encryption_key
+        self.wake = threading.Event()  # set when the outbox has something new
+
+    @property
+    def party(self) -> str:
+        return self.node.party
+
+    # -- peers ------------------------------------------------------------------------------
+
+    def add_peer(
+        self, party: str, url: str, *, signing_key: str, encryption_key: str, actor: User | None
+    ) -> Peer:
+        if actor is not None:
+            _require(actor, Role.ADMIN)
+        code = self.node.registry.party(party).code
+        if code == self.party:
+            raise InputError("a node is not its own peer")
+        SigningPublicKey.from_text(signing_key)
+        EncryptionPublicKey.from_text(encryption_key)
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"peer URL must be http(s): {url!r}")
+        now = self.node.now()
+        with self.node.store.write() as s:
+            peer = Peers(s).add(
+                party=code, url=url, signing_key=signing_key, encryption_key=encryption_key, now=now
+            )
+            AccessRegister(s).record(
+                item_id=None,
+                user_id=actor.id if actor else None,
+                action="peer-add",
+                at=now,
+                detail=f"{code} {url} {SigningPublicKey.from_text(signing_key).key_id}",
+            )
+        return peer
+
+    def remove_peer(self, party: str, actor: User | None) -> Peer:
+        if actor is not None:
+            _require(actor, Role.ADMIN)
+        now = self.node.now()
+        with self.node.store.write() as s:
+            peer = Peers(s).remove(party.upper(), now)
+            AccessRegister(s).record(
+                item_id=None,
+                user_id=actor.id if actor else None,
+                action="peer-remove",
+                at=now,
+                detail=peer.party,
+            )
+        return peer
+
+    def peers(self) -> list[Peer]:
+        with self.node.store.read() as s:
+            return Peers(s).list()
+
+    def peer(self, party: str) -> Peer | None:
+        with self.node.store.read() as s:
+            return Peers(s).get(party)
+
+    def pinned_signing_key(self, party: str) -> SigningPublicKey | None:
+        peer = self.peer(party)
+        return SigningPublicKey.from_text(peer.signing_key) if peer else None
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _decide(
+        self, item: Item, recipient: str, consents: Iterable[str], **extra: Any
+    ) -> Decision:
+        label = SecurityLabel.from_dict(item.label)
+        request = ReleaseRequest(
+            label=label,
+            holder=self.party,
+            recipient=recipient,
+            consents=frozenset(consents),
+            received_under=item.received_under,
+            **extra,
+        )
+        return decide(self.node.registry, request, self.node.now())
+
+    def share(
+        self, actor: User, item_id: str, recipient: str, *, person: Person | None = None
+    ) -> Share:
+        """Decide and, if allowed, queue the item for delivery; if only the originator's consent
+        is missing, ask for it and wait."""
+        _require(actor, *ITEM_ROLES)
+        to = self.node.registry.party(recipient).code
+        now = self.node.now()
+        with self.node.store.write() as s:
+            items = Items(s)
+            item = items.get(item_id, self.node.visibility(actor))
+            if item is None:
+                raise ItemNotFoundError(item_id)
+            if item.status is not Disposition.HELD:
+                raise ConflictError(f"item {item_id} was {item.status.value}")
+            on_record = {c.originator for c in Consents(s).for_item(item.id)}
+            decision = self._decide(item, to, on_record, person=person)
+            label = SecurityLabel.from_dict(item.label)
+            share_id = str(uuid.uuid4())
+            status, envelope_id, request_id = "refused", None, None
+            if decision.allowed:
+                envelope_id = self._enqueue_share(s, share_id, item, decision, on_record)
+                status = "queued"
+            elif self._consent_would_do(item, to, on_record, person):
+                request_id = self._ask_consent(s, share_id, item, label, to)
+                status = "awaiting-consent"
+            share = Shares(s).add(
+                id=share_id,
+                item_id=item.id,
+                requested_by=actor.id,
+                recipient=to,
+                route=list(decision.route),
+                instruments=list(decision.instruments),
+                status=status,
+                reasons=[f"{r.rule}: {r.detail}" for r in decision.failed],
+                decision=decision.to_dict(),
+                created_at=now,
+                queued_real=real_now(),
+                envelope_id=envelope_id,
+                consent_request_id=request_id,
+            )
+            AccessRegister(s).record(
+                item_id=item.id,
+                user_id=actor.id,
+                action="share",
+                at=now,
+                detail=f"to {to}: {status} ({' → '.join(decision.route)})",
+            )
+        self.wake.set()
+        return share
+
+    def _consent_would_do(
+        self, item: Item, to: str, on_record: set[str], person: Person | None
+    ) -> bool:
+        originator = item.label["originator"]
+        if originator == self.party or originator in on_record:
+            return False
+        return self._decide(item, to, on_record | {originator}, person=person).allowed
+
+    def _peer_or_fail(self, s: Any, party: str) -> Peer:
+        peer = Peers(s).get(party)
+        if peer is None:
+            raise UnknownPeerError(f"{party} is not a peer of this node")
+        return peer
+
+    def _send(
+        self,
+        s: Any,
+        *,
+        kind: str,
+        to: str,
+        header: dict[str, Any],
+        payload: bytes,
+        share_id: str | None = None,
+    ) -> str:
+        """Seal an envelope for ``to`` and put it in the outbox, in the caller's transaction."""
+        peer = self._peer_or_fail(s, to)
+        envelope_id = str(uuid.uuid4())
+        full = {
+            **header,
+            "id": envelope_id,
+            "kind": kind,
+            "sender": self.party,
+            "recipient": to,
+            "created_at": self.node.now().isoformat(),
+            "sent_real": real_now().isoformat(),
+            "nonce": secrets.token_hex(16),
+            "registry_hash": self.node.registry.content_hash,
+        }
+        envelope = seal(
+            full,
+            payload,
+            sender_key=self.signing_key,
+            recipient_key=EncryptionPublicKey.from_text(peer.encryption_key),
+        )
+        Outbox(s).put(
+            envelope_id=envelope_id,
+            share_id=share_id,
+            kind=kind,
+            peer=to,
+            body=canonical_bytes(envelope),
+            now=real_now(),
+        )
+        return envelope_id
+
+    def _enqueue_share(
+        self,
+        s: Any,
+        share_id: str,
+        item: Item,
+        decision: Decision,
+        consents: Iterable[str],
+        relay_of: dict[str, Any] | None = None,
+    ) -> str:
+        header = {
+            "share_id": share_id,
+            "route": list(decision.route),
+            "instruments": list(decision.instruments),
+            "final_recipient": decision.route[-1],
+            "label": item.label,  # as the sender holds it; the receiver derives its own
+            "received_under": item.received_under,
+            "consents": sorted(set(consents)),
+            "decision_digest": digest(decision.to_dict()),
+            "origin_item_id": item.origin_item_id or item.id,
+            "title": item.title,
+            "relay_of": relay_of,
+        }
+        payload = Items(s).payload(item.id)
+        return self._send(
+            s, kind="share", to=decision.route[1], header=header, payload=payload, share_id=share_id
+        )
+
+    def _ask_consent(self, s: Any, share_id: str, item: Item, label: SecurityLabel, to: str) -> str:
+        request = ConsentRequests(s).add(
+            direction="outgoing",
+            origin_item_id=item.origin_item_id or item.id,
+            item_id=item.id,
+            requester=self.party,
+            originator=label.originator,
+            recipient=to,
+            share_id=share_id,
+            title=item.title,
+            status="pending",
+            created_at=self.node.now(),
+        )
+        s.flush()
+        header = {
+            "request_id": request.id,
+            "origin_item_id": request.origin_item_id,
+            "proposed_recipient": to,
+            "share_id": share_id,
+            "title": item.title,
+        }
+        self._send(s, kind="consent-request", to=label.originator, header=header, payload=b"")
+        return request.id
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def remember(self, verified: VerifiedRequest) -> None:
+        from gsomia.store.federation import Nonces
+
+        with self.node.store.write() as s:
+            Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+
+    def receive(self, signer: str, envelope: Any) -> dict[str, Any]:
+        """Act on an envelope from ``signer`` (already authenticated by its request signature).
+
+        Returns the signed receipt. A redelivery returns the first receipt and does nothing else.
+        """
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("header"), dict):
+            raise EnvelopeError("malformed envelope")
+        header = envelope["header"]
+        if header.get("sender") != signer:
+            raise MisaddressedError(
+                "the envelope's sender is not the party that signed the request"
+            )
+        if header.get("recipient") != self.party:
+            raise MisaddressedError(
+                f"this envelope is for {header.get('recipient')}, not {self.party}"
+            )
+        key = self.pinned_signing_key(signer)
+        if key is None:
+            raise UnknownPeerError(f"{signer} is not a peer of this node")
+        opened = open_envelope(envelope, sender_key=key, recipient_key=self.encryption_key)
+        header = opened.header
+        envelope_id = str(header.get("id", ""))
+        with self.node.store.read() as s:
+            seen = Inbox(s).get(envelope_id)
+            if seen is not None:
+                return dict(seen.receipt)
+        handler = {
+            "share": self._on_share,
+            "delivery-report": self._on_delivery_report,
+            "consent-request": self._on_consent_request,
+            "consent-answer": self._on_consent_answer,
+            "incident": self._on_incident,
+            "notice": self._on_notice,
+            "notice-ack": self._on_notice_ack,
+        }.get(str(header.get("kind")))
+        if handler is None:
+            raise EnvelopeError(f"unknown envelope kind {header.get('kind')!r}")
+        try:
+            with self.node.store.write() as s:
+                result = handler(s, header, opened.payload)
+                body = {
+                    "envelope_id": envelope_id,
+                    "envelope_digest": opened.digest,
+                    "kind": header["kind"],
+                    "sender": signer,
+                    "recipient": self.party,
+                    "received_at": self.node.now().isoformat(),
+                    "received_real": real_now().isoformat(),
+                    "status": "accepted",
+                    **result,
+                }
+                receipt = sign_receipt(body, self.signing_key)
+                Inbox(s).put(
+                    envelope_id=envelope_id,
+                    sender=signer,
+                    kind=str(header["kind"]),
+                    digest=opened.digest,
+                    received_at=self.node.now(),
+                    receipt=receipt,
+                    item_id=result.get("item_id"),
+                )
+        except IntegrityError:
+            # A concurrent delivery of the same envelope committed first: answer as it did.
+            with self.node.store.read() as s:
+                seen = Inbox(s).get(envelope_id)
+                if seen is None:
+                    raise
+                return dict(seen.receipt)
+        self.wake.set()
+        return receipt
+
+    def _on_share(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        sender = str(header["sender"])
+        route = [str(p) for p in header["route"]]
+        instruments = [str(i) for i in header["instruments"]]
+        hop = route.index(sender)
+        if hop + 1 >= len(route) or route[hop + 1] != self.party:
+            raise MisaddressedError("this node is not the next hop of the envelope's route")
+        label = SecurityLabel.from_dict(header["label"])
+        request = ReleaseRequest(
+            label=label,
+            holder=sender,
+            recipient=str(header["final_recipient"]),
+            consents=frozenset(header.get("consents") or ()),
+            received_under=header.get("received_under"),
+            under=instruments[hop],
+        )
+        decision = decide(self.node.registry, request, self.node.now())
+        if not decision.allowed or decision.route[1] != self.party:
+            failed = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failed)
+            raise ForbiddenError(f"this node's own decision refuses the item: {failed}")
+        mine = decision.hops[0].label
+        level = self.node.registry.level_by_key(mine.level_key)
+        item = Items(s).add(
+            title=str(header.get("title") or "untitled"),
+            label=mine.to_dict(),
+            level_rank=level.rank,
+            payload=payload,
+            created_by=None,
+            now=self.node.now(),
+            received_from=sender,
+            received_under=instruments[hop],
+            origin_item_id=str(header["origin_item_id"]),
+        )
+        AccessRegister(s).record(
+            item_id=item.id,
+            user_id=None,
+            action="receive",
+            at=self.node.now(),
+            detail=f"from {sender} under {instruments[hop]}, envelope {header['id']}",
+        )
+        result: dict[str, Any] = {"item_id": item.id, "marking": mine.level_key}
+        if decision.route[-1] != self.party:
+            result["relay"] = self._relay(s, item, header, decision)
+        return result
+
+    def _relay(
+        self, s: Any, item: Item, header: dict[str, Any], upstream: Decision
+    ) -> dict[str, Any]:
+        """As a hub: decide again for the next hop, under the same instrument, and forward."""
+        consents = set(header.get("consents") or ())
+        final = str(header["final_recipient"])
+        decision = self._decide(item, final, consents, under=upstream.instruments[1])
+        share_id = str(uuid.uuid4())
+        relay_of = {
+            "sender": header["sender"],
+            "share_id": header.get("share_id"),
+            "envelope": header["id"],
+        }
+        envelope_id = None
+        status = "refused"
+        if decision.allowed:
+            envelope_id = self._enqueue_share(s, share_id, item, decision, consents, relay_of)
+            status = "queued"
+        Shares(s).add(
+            id=share_id,
+            item_id=item.id,
+            requested_by=None,
+            recipient=final,
+            route=list(decision.route),
+            instruments=list(decision.instruments),
+            status=status,
+            reasons=[f"{r.rule}: {r.detail}" for r in decision.failed],
+            decision=decision.to_dict(),
+            created_at=self.node.now(),
+            queued_real=real_now(),
+            envelope_id=envelope_id,
+            relay_of=json.dumps(relay_of, sort_keys=True),
+        )
+        return {"share_id": share_id, "status": status}
+
+    def _on_delivery_report(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        share_id = str(header.get("share_id"))
+        share = Shares(s).get(share_id)
+        if share is None or share.route[1] != header["sender"]:
+            raise MisaddressedError("no share of ours was relayed by this sender")
+        report = json.loads(payload or b"{}")
+        Shares(s).update(
+            share_id,
+            status="delivered",
+            delivered_real=real_now(),
+            receipt={"hub": share.receipt, "final": report.get("receipt")},
+        )
+        return {"share_id": share_id}
+
+    # -- consent ------------------------------------------------------------------------------
+
+    def _on_consent_request(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        origin = str(header["origin_item_id"])
+        local = Items(s).get(origin, None)
+        if local is None or local.label["originator"] != self.party:
+            raise ItemNotFoundError(origin)
+        row = ConsentRequests(s).add(
+            direction="incoming",
+            origin_item_id=origin,
+            item_id=local.id,
+            requester=str(header["sender"]),
+            originator=self.party,
+            recipient=str(header["proposed_recipient"]),
+            share_id=str(header.get("share_id")),
+            title=str(header.get("title") or ""),
+            status="pending",
+            created_at=self.node.now(),
+            reason=str(header.get("request_id")),  # the requester's id, echoed in the answer
+        )
+        return {"consent_request_id": row.id}
+
+    def answer_consent(
+        self, actor: User, request_id: str, *, grant: bool, reason: str
+    ) -> dict[str, Any]:
+        """A release authority of the originator grants or refuses a request for consent."""
+        _require(actor, Role.RELEASE_AUTHORITY)
+        now = self.node.now()
+        with self.node.store.write() as s:
+            row = ConsentRequests(s).get(request_id)
+            if row is None or row.direction != "incoming":
+                raise InputError(f"no consent request {request_id!r} for this node")
+            if row.status != "pending":
+                raise ConflictError(f"consent request {request_id} was already {row.status}")
+            their_id = row.reason
+            row.status = "granted" if grant else "refused"
+            row.answered_at, row.answered_by, row.reason = now, actor.id, reason
+            header = {
+                "request_id": their_id,
+                "share_id": row.share_id,
+                "origin_item_id": row.origin_item_id,
+                "granted": grant,
+                "reason": reason,
+            }
+            self._send(s, kind="consent-answer", to=row.requester, header=header, payload=b"")
+            AccessRegister(s).record(
+                item_id=row.item_id,
+                user_id=actor.id,
+                action="consent-granted" if grant else "consent-refused",
+                at=now,
+                detail=f"{row.requester} → {row.recipient}: {reason}",
+            )
+            answer = consent_json(row)
+        self.wake.set()
+        return answer
+
+    def _on_consent_answer(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        row = ConsentRequests(s).get(str(header["request_id"]))
+        if row is None or row.direction != "outgoing" or row.originator != header["sender"]:
+            raise MisaddressedError("no consent request of ours to this originator")
+        granted = bool(header["granted"])
+        row.status = "granted" if granted else "refused"
+        row.answered_at, row.reason = self.node.now(), str(header.get("reason") or "")
+        share = Shares(s).get(row.share_id or "")
+        if share is None:
+            return {"consent_request_id": row.id}
+        if not granted:
+            Shares(s).update(
+                share.id,
+                status="refused",
+                reasons=[f"third-party: {row.originator} refused consent: {row.reason}"],
+            )
+            return {"consent_request_id": row.id, "share_status": "refused"}
+        Consents(s).add(
+            item_id=share.item_id,
+            originator=row.originator,
+            recorded_by=None,
+            reference=f"consent request {row.id}: {row.reason}",
+            now=self.node.now(),
+        )
+        item = Items(s).get(share.item_id, None)
+        assert item is not None
+        on_record = {c.originator for c in Consents(s).for_item(item.id)} | {row.originator}
+        decision = self._decide(item, share.recipient, on_record)
+        if decision.allowed:
+            envelope_id = self._enqueue_share(s, share.id, item, decision, on_record)
+            Shares(s).update(
+                share.id,
+                status="queued",
+                route=list(decision.route),
+                instruments=list(decision.instruments),
+                decision=decision.to_dict(),
+                reasons=[],
+                envelope_id=envelope_id,
+                queued_real=real_now(),
+            )
+            return {"consent_request_id": row.id, "share_status": "queued"}
+        Shares(s).update(
+            share.id, status="refused", reasons=[f"{r.rule}: {r.detail}" for r in decision.failed]
+        )
+        return {"consent_request_id": row.id, "share_status": "refused"}
+
+    def consent_requests(self, actor: User, *, status: str | None = None) -> list[dict[str, Any]]:
+        _require(actor, Role.RELEASE_AUTHORITY, Role.AUDITOR)
+        with self.node.store.read() as s:
+            return [consent_json(r) for r in ConsentRequests(s).list(status=status)]
+
+    # -- incidents ----------------------------------------------------------------------------
+
+    def report_incident(
+        self,
+        actor: User,
+        item_id: str,
+        *,
+        kind: str,
+        description: str,
+        follow_up_of: str | None = None,
+    ) -> dict[str, Any]:
+        """A loss or compromise, or its possibility, told to the originator at once (Art. 17)."""
+        _require(actor, *ITEM_ROLES)
+        if kind not in INCIDENT_KINDS:
+            raise InputError(f"incident kind must be one of {', '.join(INCIDENT_KINDS)}")
+        if not description.strip():
+            raise InputError("an incident needs a description")
+        now = self.node.now()
+        with self.node.store.write() as s:
+            item = Items(s).get(item_id, self.node.visibility(actor))
+            if item is None:
+                raise ItemNotFoundError(item_id)
+            if follow_up_of is not None and Incidents(s).get(follow_up_of) is None:
+                raise InputError(f"no incident {follow_up_of!r} to follow up")
+            originator = str(item.label["originator"])
+            row = Incidents(s).add(
+                direction="outgoing" if originator != self.party else "local",
+                origin_item_id=item.origin_item_id or item.id,
+                item_id=item.id,
+                reporter=self.party,
+                originator=originator,
+                kind=kind,
+                description=description.strip(),
+                follow_up_of=follow_up_of,
+                created_at=now,
+                reported_by=actor.id,
+            )
+            s.flush()
+            if originator != self.party:
+                header = {
+                    "incident_id": row.id,
+                    "origin_item_id": row.origin_item_id,
+                    "incident_kind": kind,
+                    "follow_up_of": follow_up_of,
+                }
+                self._send(
+                    s, kind="incident", to=originator, header=header,
+                    payload=description.strip().encode("utf-8"),
+                )  # fmt: skip
+            AccessRegister(s).record(
+                item_id=item.id, user_id=actor.id, action="incident", at=now, detail=f"{kind}"
+            )
+            result = incident_json(row)
+        self.wake.set()
+        return result
+
+    def _on_incident(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        origin = str(header["origin_item_id"])
+        local = Items(s).get(origin, None)
+        row = Incidents(s).add(
+            id=str(header["incident_id"]),
+            direction="incoming",
+            origin_item_id=origin,
+            item_id=local.id if local else None,
+            reporter=str(header["sender"]),
+            originator=self.party,
+            kind=str(header["incident_kind"]),
+            description=payload.decode("utf-8", "replace"),
+            follow_up_of=header.get("follow_up_of"),
+            created_at=self.node.now(),
+        )
+        AccessRegister(s).record(
+            item_id=local.id if local else None,
+            user_id=None,
+            action="incident-received",
+            at=self.node.now(),
+            detail=f"{row.kind} from {row.reporter}",
+        )
+        return {"incident_id": row.id}
+
+    def incidents(self, actor: User) -> list[dict[str, Any]]:
+        _require(actor, Role.RELEASE_AUTHORITY, Role.AUDITOR, Role.OFFICER)
+        with self.node.store.read() as s:
+            return [incident_json(r) for r in Incidents(s).list()]
+
+    # -- notices from the originator ----------------------------------------------------------
+
+    def reclassify(self, actor: User, item_id: str, *, classification: str, reason: str) -> Item:
+        item = self.node.reclassify(actor, item_id, classification=classification, reason=reason)
+        self.notify_holders(actor, item, kind="reclassify", note=reason)
+        return item
+
+    def notify_holders(
+        self, actor: User, item: Item, *, kind: str, note: str
+    ) -> list[dict[str, Any]]:
+        """Tell every holder of one of our items what changed; each must acknowledge."""
+        _require(actor, Role.RELEASE_AUTHORITY)
+        if kind not in NOTICE_KINDS:
+            raise InputError(f"a notice is one of {', '.join(NOTICE_KINDS)}")
+        if item.label["originator"] != self.party:
+            raise ForbiddenError("only the originator sends notices about an item")
+        now = self.node.now()
+        sent = []
+        with self.node.store.write() as s:
+            holders = sorted(
+                {p for share in Shares(s).delivered_for_item(item.id) for p in share.route[1:]}
+            )
+            for holder in holders:
+                row = Notices(s).add(
+                    direction="outgoing",
+                    kind=kind,
+                    origin_item_id=item.id,
+                    holder=holder,
+                    detail={"label": item.label, "note": note},
+                    created_at=now,
+                )
+                s.flush()
+                header = {"notice_id": row.id, "notice_kind": kind, "origin_item_id": item.id,
+                          "label": item.label, "note": note}  # fmt: skip
+                self._send(s, kind="notice", to=holder, header=header, payload=b"")
+                sent.append(notice_json(row))
+        self.wake.set()
+        return sent
+
+    def _on_notice(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        sender = str(header["sender"])
+        label = SecurityLabel.from_dict(header["label"])
+        if label.originator != sender:
+            raise ForbiddenError("only the originator sends notices about an item")
+        kind = str(header["notice_kind"])
+        items = Items(s)
+        applied = []
+        for copy in items.copies_of(str(header["origin_item_id"])):
+            if copy.status is not Disposition.HELD:
+                continue
+            if kind == "reclassify":
+                mine = equivalent_label(
+                    self.node.registry, label, copy.received_under or "", self.party
+                )
+                if mine is None:
+                    continue
+                held = SecurityLabel.from_dict(copy.label)
+                mine = replace(mine, releasable_to=held.releasable_to, topics=held.topics)
+                level = self.node.registry.level_by_key(mine.level_key)
+                items.relabel(
+                    copy.id,
+                    label=mine.to_dict(),
+                    level_rank=level.rank,
+                    changed_by=None,
+                    reason=f"{sender}'s notice {header['notice_id']}: {header.get('note')}",
+                    now=self.node.now(),
+                )
+            else:
+                items.dispose(
+                    copy.id,
+                    status=Disposition.DESTROYED if kind == "destroy" else Disposition.RETURNED,
+                    by=None,
+                    note=f"originator {sender}'s notice {header['notice_id']}",
+                    now=self.node.now(),
+                )
+            applied.append(copy.id)
+            AccessRegister(s).record(
+                item_id=copy.id, user_id=None, action=f"notice-{kind}", at=self.node.now(),
+                detail=f"from {sender}",
+            )  # fmt: skip
+        row = Notices(s).add(
+            direction="incoming",
+            kind=kind,
+            origin_item_id=str(header["origin_item_id"]),
+            holder=self.party,
+            detail={"label": header["label"], "applied_to": applied},
+            created_at=self.node.now(),
+            acknowledged_at=self.node.now(),
+        )
+        ack = {"notice_id": header["notice_id"], "applied_to": applied, "kind": kind}
+        self._send(s, kind="notice-ack", to=sender, header=ack, payload=b"")
+        return {"notice_id": row.id, "applied_to": applied}
+
+    def _on_notice_ack(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        row = Notices(s).get(str(header["notice_id"]))
+        if row is None or row.direction != "outgoing" or row.holder != header["sender"]:
+            raise MisaddressedError("no notice of ours to this holder")
+        row.acknowledged_at = self.node.now()
+        row.ack = {"applied_to": header.get("applied_to"), "envelope": header["id"]}
+        return {"notice_id": row.id}
+
+    def notices(self, actor: User) -> list[dict[str, Any]]:
+        _require(actor, Role.RELEASE_AUTHORITY, Role.AUDITOR)
+        with self.node.store.read() as s:
+            return [notice_json(r) for r in Notices(s).list()]
+
+    # -- outcomes of delivery (called by the worker) ---------------------------------------------
+
+    def delivered(self, s: Any, share_id: str | None, kind: str, receipt: dict[str, Any]) -> None:
+        if share_id is None or kind != "share":
+            return
+        share = Shares(s).get(share_id)
+        if share is None:
+            return
+        final = len(share.route) == 2
+        Shares(s).update(
+            share_id,
+            status="delivered" if final else "relayed",
+            delivered_real=real_now() if final else None,
+            receipt=receipt,
+        )
+        if share.relay_of is not None and final:
+            self._report_relay(s, share, receipt)
+
+    def _report_relay(self, s: Any, share: Share, receipt: dict[str, Any]) -> None:
+        """As a hub, tell the original sender its item reached the final recipient."""
+        upstream = json.loads(share.relay_of or "{}")
+        if not upstream.get("share_id") or not upstream.get("sender"):
+            return
+        header = {"share_id": upstream["share_id"], "relayed_envelope": upstream.get("envelope")}
+        self._send(
+            s,
+            kind="delivery-report",
+            to=str(upstream["sender"]),
+            header=header,
+            payload=canonical_bytes({"receipt": receipt}),
+        )
+
+    def refused(self, s: Any, share_id: str | None, kind: str, problem: dict[str, Any]) -> None:
+        if share_id is None:
+            return
+        Shares(s).update(
+            share_id,
+            status="refused",
+            reasons=[f"{problem.get('code', 'refused')}: {problem.get('detail', '')}"],
+            last_error=str(problem.get("detail", "")),
+        )
+
+    def failed(self, s: Any, share_id: str | None, error: str, gave_up: bool) -> None:
+        if share_id is None:
+            return
+        fields: dict[str, Any] = {"last_error": error}
+        if gave_up:
+            fields["status"] = "failed"
+        Shares(s).update(share_id, **fields)
+
+    def shares(self, actor: User, *, item_id: str | None = None) -> list[Share]:
+        _require(actor, *ITEM_ROLES, Role.AUDITOR)
+        with self.node.store.read() as s:
+            return Shares(s).list(item_id=item_id, limit=500)
+
+    def get_share(self, actor: User, share_id: str) -> Share:
+        _require(actor, *ITEM_ROLES, Role.AUDITOR)
+        with self.node.store.read() as s:
+            share = Shares(s).get(share_id)
+            if share is None or Items(s).get(share.item_id, self.node.visibility(actor)) is None:
+                raise InputError(f"no share {share_id!r}")
+            return share
+
+
+def consent_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "direction": row.direction,
+        "origin_item_id": row.origin_item_id,
+        "item_id": row.item_id,
+        "requester": row.requester,
+        "originator": row.originator,
+        "recipient": row.recipient,
+        "title": row.title,
+        "status": row.status,
+        "created_at": row.created_at.isoformat(),
+        "answered_at": row.answered_at.isoformat() if row.answered_at else None,
+    }
+
+
+def incident_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "direction": row.direction,
+        "origin_item_id": row.origin_item_id,
+        "item_id": row.item_id,
+        "reporter": row.reporter,
+        "originator": row.originator,
+        "kind": row.kind,
+        "description": row.description,
+        "follow_up_of": row.follow_up_of,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def notice_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "direction": row.direction,
+        "kind": row.kind,
+        "origin_item_id": row.origin_item_id,
+        "holder": row.holder,
+        "created_at": row.created_at.isoformat(),
+        "acknowledged_at": row.acknowledged_at.isoformat() if row.acknowledged_at else None,
+    }
