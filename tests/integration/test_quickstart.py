@@ -49,10 +49,20 @@ def test_make_demo_runs_on_a_fresh_copy(tmp_path: Path) -> None:
     result = subprocess.run(
         ["make", "demo"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "JPN-KOR-GSOMIA" in result.stdout
-    assert "terminated" in result.stdout  # the what-if lapse at midnight in Seoul
-    assert (tmp_path / ".venv" / "bin" / "gsomia").exists()
+    stop = re.search(r"gsomia demo --stop --data (\S+)", result.stdout)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert "every step ended as the story says" in result.stdout
+        assert "JPN → USA → KOR" in result.stdout  # the hub route after the lapse
+        assert (tmp_path / ".venv" / "bin" / "gsomia").exists()
+    finally:
+        if stop:  # the demo leaves its nodes running for the user: stop them
+            subprocess.run(
+                [str(tmp_path / ".venv" / "bin" / "gsomia"), "demo", "--stop", "--data", stop[1]],
+                capture_output=True,
+                timeout=60,
+            )
+    assert stop, "the demo did not say how to stop its nodes"
 
 
 def test_readme_python_example_runs_and_prints_what_it_says(

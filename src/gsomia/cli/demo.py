@@ -1,137 +1,249 @@
-"""``gsomia demo``: the main job, as far as the system goes today.
+"""``gsomia demo``: the main job. Three national nodes play November 2019.
 
-Until the national nodes exist, the demo is a guided tour of the registry: the instruments, the
-Japan–Korea GSOMIA's timeline, and November 2019 with and without Korea's suspension of its
-termination notice.
+JPN, KOR and USA nodes start on 127.0.0.1 (three processes, SQLite under a directory the demo
+names), pin each other's keys, and with fixed clocks:
+
+1. 22 Nov 2019, 12:00 Seoul: a Japanese 極秘 report on DPRK missiles goes JPN→KOR directly under
+   the GSOMIA and arrives as 군사II급비밀, marked as provided by Japan.
+2. 24 Nov 2019, had Korea not suspended its notice (the GSOMIA lapsed at 00:00 on the 23rd): the
+   same report goes JPN→USA→KOR under TISA, re-marked SECRET by the US hub, with Japan's consent.
+3. The same day, a report on Chinese maritime activity is refused: TISA covers only DPRK nuclear
+   and missile threats.
+4. Korea reports the possible compromise of the report it received; the report reaches Japan.
+
+It prints what went where, by which route and instrument, and how long each took; then leaves the
+nodes running with their URLs and tokens printed (``--exit`` stops them; ``--stop`` stops nodes a
+previous demo left running). ``--json`` prints one JSON object; the exit code is 0 only if every
+step ended as the story says.
 """
 
 from __future__ import annotations
 
+import base64
+import json as jsonlib
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
 import typer
 from rich.panel import Panel
-from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from gsomia.cli.agreements import STATE_STYLE, list_, timeline_table
-from gsomia.cli.common import console, now, settings
-from gsomia.core.labels import SecurityLabel
-from gsomia.core.lifecycle import WhatIf
-from gsomia.core.registry import Registry
-from gsomia.core.release import ReleaseRequest, decide
-from gsomia.core.time import parse_instant, zone
+from gsomia.cli.common import console, err_console, print_json, settings
+from gsomia.node.cluster import Cluster
 
-GSOMIA = "JPN-KOR-GSOMIA"
 SUSPENSION = "kor-notice-suspension-2019"
-MOMENTS = (
-    ("2019-08-22T12:00", "ROK NSC announces it will terminate"),
-    ("2019-08-23T12:00", "the written notice is handed over"),
-    ("2019-11-22T12:00", "the day before the lapse"),
-    ("2019-11-22T23:59", "one minute before midnight in Seoul"),
-    ("2019-11-23T00:00", "midnight in Seoul: the term ends"),
-    ("2020-08-25T00:00", "the next notice deadline has passed"),
-    ("2023-03-21T12:00", "Korea withdraws both 2019 notes"),
-)
+BEFORE = "2019-11-22T12:00+09:00"
+AFTER = "2019-11-24T12:00+09:00"
 
 
-def demo(ctx: typer.Context) -> None:
-    """Tour the registry: the instruments, the Japan–Korea timeline, November 2019 what-ifs."""
+def demo(
+    ctx: typer.Context,
+    data: Path | None = typer.Option(
+        None, "--data", metavar="DIR", help="Where the nodes live (default: a new temporary dir)."
+    ),
+    exit_: bool = typer.Option(False, "--exit", help="Stop the nodes when the story is told."),
+    json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the nodes a demo left in --data."),
+) -> None:
+    """Start JPN, KOR and USA nodes and play the November 2019 story between them."""
     registry = settings(ctx).registry
-    console.print(
-        Panel(
-            Text.assemble(
-                ("gsomia", "bold"),
-                " decides, explains and proves exchanges of classified military information "
-                "between allied governments.\n",
-                f"Registry {registry.content_hash[:16]}: {len(registry.instruments)} instruments, "
-                f"{len(registry.parties)} parties, {len(registry.topics)} topics. "
-                "Facts marked [unverified] have no confirmed source.",
-            ),
-            title="gsomia tour",
+    if stop:
+        if data is None:
+            raise typer.BadParameter("--stop needs --data DIR")
+        _stop_left_running(data)
+        return
+    root = data or Path(tempfile.mkdtemp(prefix="gsomia-demo-"))
+    cluster = Cluster(root=root, registry=registry, registry_dirs=settings(ctx).registry_dirs)
+    say = (lambda *_a, **_k: None) if json else console.print
+    say(Panel(f"Three national nodes in {root}", title="gsomia demo: November 2019"))
+    cluster.create(now=datetime.now(UTC))
+    steps: list[dict[str, Any]] = []
+    incidents: list[dict[str, Any]] = []
+    try:
+        say(f"22 Nov 2019, 12:00 Seoul: the GSOMIA is in force. Starting nodes at {BEFORE}...")
+        cluster.start(clock=BEFORE)
+        report = _create(cluster, "JPN", "DPRK ballistic missile launch report", "dprk-missile")
+        steps.append(_share(cluster, "1. report, GSOMIA in force", report, "KOR", "delivered"))
+        cluster.stop()
+
+        say(f"24 Nov 2019, had Korea not suspended its notice: restarting nodes at {AFTER}...")
+        cluster.start(clock=AFTER, without=[SUSPENSION])
+        steps.append(_share(cluster, "2. same report, GSOMIA lapsed", report, "KOR", "delivered"))
+        maritime = _create(cluster, "JPN", "PLA Navy activity near Tsushima", "prc-maritime")
+        steps.append(_share(cluster, "3. PRC maritime report, lapsed", maritime, "KOR", "refused"))
+        incidents.append(_incident(cluster, steps[1]))
+        ok = all(s["as_told"] for s in steps) and all(i["as_told"] for i in incidents)
+    except BaseException:
+        cluster.stop()
+        raise
+    result = {
+        "ok": ok,
+        "data_dir": str(root),
+        "shares": steps,
+        "incidents": incidents,
+        "nodes": {
+            p: {"url": n.url, "token": n.token, "user": "officer", "pid": n.process.pid}
+            for p, n in cluster.nodes.items()
+            if n.process is not None
+        },
+    }
+    (root / "demo.json").write_text(jsonlib.dumps(result, indent=2), encoding="utf-8")
+    if exit_:
+        cluster.stop()
+        result["nodes"] = {}
+    if json:
+        print_json(result)
+    else:
+        _show(result, left_running=not exit_)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _create(cluster: Cluster, party: str, title: str, topic: str) -> dict[str, Any]:
+    with cluster.nodes[party].client() as client:
+        response = client.post(
+            "/api/v1/items",
+            json={
+                "title": title,
+                "label": {"classification": "極秘", "topics": [topic], "rel_to": ["USA", "KOR"]},
+                "payload": base64.b64encode(f"{title}: details follow.".encode()).decode(),
+            },
         )
-    )
-    list_(ctx, at=None, json=False)
+        response.raise_for_status()
+        item: dict[str, Any] = response.json()
+        return item
 
-    console.print(Rule("The Japan–Korea GSOMIA, as recorded"))
-    inst = registry.instrument(GSOMIA)
-    tz = zone(inst.timezone)
-    console.print(timeline_table(registry.history(GSOMIA), now()))
 
-    console.print(Rule("November 2019: what if Korea had not suspended its notice?"))
-    recorded = registry.history(GSOMIA)
-    whatif = registry.history(GSOMIA, WhatIf(without=frozenset({SUSPENSION})))
-    table = Table(title=f"{GSOMIA} at key instants (Seoul time)")
-    for col in ("instant", "moment", "recorded history", f"without {SUSPENSION}"):
-        table.add_column(col)
-    for text, moment in MOMENTS:
-        at = parse_instant(text, tz)
-        cells = []
-        for history in (recorded, whatif):
-            s = history.status(at)
-            cell = Text(s.state.value, style=STATE_STYLE[s.state])
-            if s.notice.value != "none":
-                cell.append(f", notice {s.notice.value}", style="yellow")
-            if s.terminable_at_any_time:
-                cell.append(" (KOR: terminable at any time; JPN disputes)", style="yellow")
-            cells.append(cell)
-        table.add_row(text, moment, *cells)
-    console.print(table)
-
-    tisa = registry.history("TISA").status(parse_instant("2019-11-24", tz))
-    scope = tisa.instrument.scope
-    topics = ", ".join(scope.topics) if scope and scope.topics else "all"
-    hub = tisa.instrument.hub.party if tisa.instrument.hub else "none"
-    console.print(
-        Panel(
-            f"TISA on 2019-11-24: {tisa.state.value}; scope: {topics}; hub: {hub}. "
-            "Had the GSOMIA lapsed, information between Tokyo and Seoul would have gone through "
-            "Washington, limited to these topics and only with the originator's consent.",
-            title="The fallback",
+def _share(
+    cluster: Cluster, step: str, item: dict[str, Any], to: str, expected: str
+) -> dict[str, Any]:
+    sender = item["label"]["originator"]
+    with cluster.nodes[sender].client() as client:
+        started = time.perf_counter()
+        response = client.post(f"/api/v1/items/{item['id']}/shares", json={"recipient": to})
+        response.raise_for_status()
+        share: dict[str, Any] = response.json()
+    if share["status"] in ("queued", "relayed"):
+        share = cluster.wait_for_share(
+            sender, share["id"], until=("delivered", "refused", "failed"), timeout=30
         )
-    )
-    _decisions(registry)
-    console.print(
-        "Try: gsomia agreements status JPN-KOR-GSOMIA --at 2019-11-23 "
-        f"--without {SUSPENSION} --json\n"
-        "     gsomia decide --originator JPN --classification 極秘 --rel-to USA,JPN,KOR "
-        "--topic dprk-missile --from JPN --to KOR --at 2019-11-24 "
-        f"--without {SUSPENSION} --consent JPN"
-    )
+    elapsed = (time.perf_counter() - started) * 1000
+    arrived = None
+    if share["status"] == "delivered":
+        with cluster.nodes[to].client() as client:
+            found = client.get("/api/v1/items", params={"topic": item["label"]["topics"][0]})
+            rows = [r for r in found.json()["items"] if r["title"] == item["title"]]
+            if rows:
+                arrived = rows[-1]["level"]["native"]
+    return {
+        "step": step,
+        "from": sender,
+        "to": to,
+        "route": share["route"],
+        "instrument": share["instrument"],
+        "instruments": share["instruments"],
+        "status": share["status"],
+        "latency_ms": share["latency_ms"] if share["latency_ms"] is not None else round(elapsed, 1),
+        "arrived_as": arrived,
+        "reasons": share["reasons"],
+        "share_id": share["id"],
+        "as_told": share["status"] == expected,
+    }
 
 
-def _decisions(registry: Registry) -> None:
-    """The release decisions of November 2019, recorded and what-if, side by side."""
-    console.print(Rule("Release decisions: a Japanese 極秘 report, November 2019"))
-    lapsed = registry.what_if(without=[SUSPENSION])
-    seoul = zone("Asia/Seoul")
-    cases = (
-        ("DPRK missile report, JPN → KOR", "dprk-missile", "2019-11-22T12:00", registry),
-        ("same, had the GSOMIA lapsed", "dprk-missile", "2019-11-24T12:00", lapsed),
-        ("PRC maritime report, had it lapsed", "prc-maritime", "2019-11-24T12:00", lapsed),
-        ("PRC maritime report, as it was", "prc-maritime", "2019-11-24T12:00", registry),
-    )
-    table = Table(title="decide(registry, request, at), with Japan's consent on record")
-    for col in ("case", "at (Seoul)", "verdict", "route", "arrives as", "why"):
+def _incident(cluster: Cluster, delivered: dict[str, Any]) -> dict[str, Any]:
+    """Korea reports the possible compromise of what it received; Japan must hear of it."""
+    with cluster.nodes["KOR"].client() as client:
+        items = client.get("/api/v1/items", params={"originator": "JPN"}).json()["items"]
+        if not items:
+            return {"as_told": False, "detail": "KOR holds no Japanese item"}
+        response = client.post(
+            f"/api/v1/items/{items[-1]['id']}/incidents",
+            json={
+                "kind": "possible-compromise",
+                "description": "A courier's bag with a printed copy went missing for two hours.",
+            },
+        )
+        response.raise_for_status()
+        sent: dict[str, Any] = response.json()
+    deadline = time.monotonic() + 30
+    with cluster.nodes["JPN"].client() as client:
+        while time.monotonic() < deadline:
+            received = [
+                i for i in client.get("/api/v1/incidents").json()["items"] if i["id"] == sent["id"]
+            ]
+            if received:
+                return {
+                    "id": sent["id"],
+                    "from": "KOR",
+                    "to": "JPN",
+                    "kind": sent["kind"],
+                    "received_at_originator": True,
+                    "as_told": True,
+                }
+            time.sleep(0.02)
+    return {"id": sent["id"], "from": "KOR", "to": "JPN", "as_told": False}
+
+
+def _show(result: dict[str, Any], *, left_running: bool) -> None:
+    table = Table(title="What went where")
+    for col in ("step", "route", "instrument", "status", "arrives as", "ms"):
         table.add_column(col, overflow="fold")
-    for title, topic, when, reg in cases:
-        label = SecurityLabel(
-            originator="JPN",
-            policy="JPN",
-            classification="gokuhi",
-            releasable_to=frozenset({"USA", "JPN", "KOR"}),
-            topics=frozenset({topic}),
+    for s in result["shares"]:
+        status = Text(s["status"], style="green" if s["status"] == "delivered" else "red")
+        if not s["as_told"]:
+            status.append(" (not as the story says)", style="bold red")
+        table.add_row(
+            s["step"],
+            " → ".join(s["route"]),
+            ", ".join(dict.fromkeys(s["instruments"])) or "—",
+            status,
+            s["arrived_as"] or "—",
+            f"{s['latency_ms']:.0f}" if s["latency_ms"] is not None else "—",
         )
-        request = ReleaseRequest(label, "JPN", "KOR", consents=frozenset({"JPN"}))
-        d = decide(reg, request, parse_instant(when, seoul))
-        verdict = Text("allowed", style="green") if d.allowed else Text("refused", style="red")
-        arrives = ""
-        if d.recipient_label is not None:
-            arrives = registry.level_by_key(d.recipient_label.level_key).native
-        if d.allowed:
-            why = f"{d.instruments[-1]}: " + "; ".join(
-                o for o in d.obligations if "marks it" in o or "forwards" in o
-            )
-        else:
-            why = "; ".join(o.summary() for o in d.routes_considered)
-        table.add_row(title, when, verdict, " → ".join(d.route), arrives, why)
     console.print(table)
+    for s in result["shares"]:
+        if s["status"] == "refused":
+            console.print(Text(f"{s['step']}: refused because {'; '.join(s['reasons'])}"))
+    for i in result["incidents"]:
+        heard = "reached" if i.get("received_at_originator") else "did NOT reach"
+        console.print(
+            Text(f"4. KOR's {i.get('kind', 'incident')} report {heard} JPN, the originator")
+        )
+    verdict = "every step ended as the story says" if result["ok"] else "a step went wrong"
+    console.print(Text(verdict, style="bold green" if result["ok"] else "bold red"))
+    if left_running and result["nodes"]:
+        grid = Table(title="Nodes left running (user 'officer')")
+        for col in ("party", "URL", "token"):
+            grid.add_column(col)
+        for party, n in result["nodes"].items():
+            grid.add_row(party, n["url"], n["token"])
+        console.print(grid)
+        console.print(
+            f"Try: curl -H 'Authorization: Bearer <token>' {result['nodes']['KOR']['url']}"
+            "/api/v1/items\n"
+            f"Stop them with: gsomia demo --stop --data {result['data_dir']}"
+        )
+
+
+def _stop_left_running(root: Path) -> None:
+    import os
+    import signal
+
+    state = root / "demo.json"
+    if not state.exists():
+        err_console.print(f"no demo in {root}")
+        raise typer.Exit(2)
+    nodes = jsonlib.loads(state.read_text(encoding="utf-8")).get("nodes", {})
+    for party, info in nodes.items():
+        try:
+            if httpx.get(info["url"] + "/health", timeout=1).json().get("party") != party:
+                continue  # the port now belongs to something else: never signal a stranger
+            os.kill(int(info["pid"]), signal.SIGTERM)
+            console.print(f"stopped {party} ({info['url']})")
+        except (OSError, httpx.HTTPError, ValueError):
+            console.print(f"{party} was not running")

@@ -16,6 +16,7 @@ from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
 from gsomia.cli.label import label_app
 from gsomia.cli.node import node_app, peers_app
+from gsomia.cli.tour import tour
 from gsomia.cli.users import users_app
 from gsomia.core.errors import GsomiaError
 
@@ -71,6 +72,7 @@ app.add_typer(peers_app, name="peers")
 app.add_typer(users_app, name="users")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
+app.command("tour")(tour)
 
 
 def run() -> None:

@@ -15,6 +15,7 @@ from gsomia.cli.common import console, err_console, now, print_json, settings
 from gsomia.core.errors import InputError
 from gsomia.core.time import parse_instant, zone
 from gsomia.node.config import (
+    PASSPHRASE_ENV,
     NodeConfig,
     init_node,
     load_config,
@@ -29,7 +30,6 @@ node_app = typer.Typer(
     help="A national node: its identity (party, keys, configuration).", no_args_is_help=True
 )
 
-PASSPHRASE_ENV = "GSOMIA_KEY_PASSPHRASE"
 
 DATA = typer.Option(
     ..., "--data", metavar="DIR", file_okay=False, help="The node's directory.", show_default=False

@@ -61,6 +61,7 @@ SIGNING_KEY_FILE = "signing-key.pem"
 ENCRYPTION_KEY_FILE = "encryption-key.pem"
 DATABASE_FILE = "node.db"
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+PASSPHRASE_ENV = "GSOMIA_KEY_PASSPHRASE"  # read by the CLI only, never by the library
 FORMAT_VERSION = 1
 
 

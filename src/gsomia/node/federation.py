@@ -203,7 +203,7 @@ class Federation:
                 route=list(decision.route),
                 instruments=list(decision.instruments),
                 status=status,
-                reasons=[f"{r.rule}: {r.detail}" for r in decision.failed],
+                reasons=_why_not(decision),
                 decision=decision.to_dict(),
                 created_at=now,
                 queued_real=real_now(),
@@ -283,6 +283,11 @@ class Federation:
         consents: Iterable[str],
         relay_of: dict[str, Any] | None = None,
     ) -> str:
+        consents = set(consents)
+        if item.label["originator"] == self.party:
+            # The originator routing its own item is its consent; the signed envelope carries it
+            # so that a hub can forward (TISA para 4).
+            consents.add(self.party)
         header = {
             "share_id": share_id,
             "route": list(decision.route),
@@ -467,6 +472,19 @@ class Federation:
         if decision.allowed:
             envelope_id = self._enqueue_share(s, share_id, item, decision, consents, relay_of)
             status = "queued"
+        elif relay_of["share_id"]:
+            # Tell the original sender at once, rather than leave its share "relayed" forever.
+            report = {
+                "status": "refused",
+                "reasons": [f"{r.rule}: {r.detail}" for r in decision.failed],
+            }
+            self._send(
+                s,
+                kind="delivery-report",
+                to=str(relay_of["sender"]),
+                header={"share_id": relay_of["share_id"], "relayed_envelope": header["id"]},
+                payload=canonical_bytes(report),
+            )
         Shares(s).add(
             id=share_id,
             item_id=item.id,
@@ -490,6 +508,10 @@ class Federation:
         if share is None or share.route[1] != header["sender"]:
             raise MisaddressedError("no share of ours was relayed by this sender")
         report = json.loads(payload or b"{}")
+        if report.get("status") == "refused":
+            reasons = [f"at the hub {header['sender']}: {r}" for r in report.get("reasons", [])]
+            Shares(s).update(share_id, status="refused", reasons=reasons)
+            return {"share_id": share_id}
         Shares(s).update(
             share_id,
             status="delivered",
@@ -858,6 +880,15 @@ class Federation:
             if share is None or Items(s).get(share.item_id, self.node.visibility(actor)) is None:
                 raise InputError(f"no share {share_id!r}")
             return share
+
+
+def _why_not(decision: Decision) -> list[str]:
+    """Every route considered and why it was not taken (or the failed rules if none was)."""
+    if decision.allowed:
+        return []
+    if decision.routes_considered:
+        return [o.summary() for o in decision.routes_considered]
+    return [f"{r.rule}: {r.detail}" for r in decision.failed]
 
 
 def consent_json(row: Any) -> dict[str, Any]:
