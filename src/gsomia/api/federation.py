@@ -78,8 +78,9 @@ def federation_router(fed: Federation) -> APIRouter:
             envelope = json.loads(body)
         except ValueError as e:
             raise EnvelopeError("the request body is not JSON") from e
-        await run_in_threadpool(fed.remember, verified)
-        receipt: dict[str, Any] = await run_in_threadpool(fed.receive, verified.party, envelope)
+        receipt: dict[str, Any] = await run_in_threadpool(
+            fed.receive, verified.party, envelope, verified
+        )
         return receipt
 
     # -- peers --

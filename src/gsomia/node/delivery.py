@@ -56,6 +56,8 @@ class DeliveryWorker:
         self.settings = settings or DeliverySettings()
         self.client = httpx.Client(timeout=self.settings.timeout, transport=transport)
         self._stop = threading.Event()
+        self._inflight: set[int] = set()
+        self._inflight_lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._loop, name=f"gsomia-delivery-{i}", daemon=True)
             for i in range(threads)
@@ -89,20 +91,43 @@ class DeliveryWorker:
             due = Outbox(s).next_due()
         if due is None:
             return self.settings.idle_wait
-        return max(0.0, min(self.settings.idle_wait, (due - real_now()).total_seconds()))
+        # Due now but nothing claimed means it is in flight in another thread: wait a little
+        # rather than spin (a finished delivery sets the wake event anyway).
+        return max(0.01, min(self.settings.idle_wait, (due - real_now()).total_seconds()))
 
     def run_once(self) -> int:
-        """Claim and send what is due; the number of entries handled."""
+        """Claim and send what is due; the number of entries handled.
+
+        On PostgreSQL several processes may deliver, so claims are leases written to the
+        database. On SQLite there is one process: its threads share an in-memory set of what is
+        in flight, and a claim is a read (one commit fewer per delivery; a crash forgets the
+        set, and everything pending is simply due again).
+        """
         store = self.fed.node.store
-        with store.write() as s:
-            entries = Outbox(s).claim(
-                now=real_now(),
-                lease=self.settings.lease,
-                limit=self.settings.batch,
-                skip_locked=not store.is_sqlite,
-            )
-        for entry in entries:
-            self._deliver(entry)
+        if store.is_sqlite:
+            with self._inflight_lock:
+                with store.read() as s:
+                    entries = Outbox(s).claim(
+                        now=real_now(),
+                        lease=None,
+                        limit=self.settings.batch,
+                        skip_locked=False,
+                        exclude=self._inflight,
+                    )
+                self._inflight.update(e.id for e in entries)
+        else:
+            with store.write() as s:
+                entries = Outbox(s).claim(
+                    now=real_now(), lease=self.settings.lease, limit=self.settings.batch,
+                    skip_locked=True,
+                )  # fmt: skip
+        try:
+            for entry in entries:
+                self._deliver(entry)
+        finally:
+            if store.is_sqlite:
+                with self._inflight_lock:
+                    self._inflight.difference_update(e.id for e in entries)
         return len(entries)
 
     def _deliver(self, entry: OutboxEntry) -> None:

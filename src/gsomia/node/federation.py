@@ -58,6 +58,7 @@ from gsomia.store.federation import (
     ConsentRequests,
     Inbox,
     Incidents,
+    Nonces,
     Notices,
     Outbox,
     Peer,
@@ -333,15 +334,17 @@ class Federation:
     # -- receiving ----------------------------------------------------------------------------
 
     def remember(self, verified: VerifiedRequest) -> None:
-        from gsomia.store.federation import Nonces
-
+        """Record a request nonce on its own (for requests that change nothing else)."""
         with self.node.store.write() as s:
             Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
 
-    def receive(self, signer: str, envelope: Any) -> dict[str, Any]:
+    def receive(
+        self, signer: str, envelope: Any, verified: VerifiedRequest | None = None
+    ) -> dict[str, Any]:
         """Act on an envelope from ``signer`` (already authenticated by its request signature).
 
         Returns the signed receipt. A redelivery returns the first receipt and does nothing else.
+        The request's nonce is recorded in the same transaction as the effect (one commit).
         """
         if not isinstance(envelope, dict) or not isinstance(envelope.get("header"), dict):
             raise EnvelopeError("malformed envelope")
@@ -377,6 +380,8 @@ class Federation:
             raise EnvelopeError(f"unknown envelope kind {header.get('kind')!r}")
         try:
             with self.node.store.write() as s:
+                if verified is not None:
+                    Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
                 result = handler(s, header, opened.payload)
                 body = {
                     "envelope_id": envelope_id,

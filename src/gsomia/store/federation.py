@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -221,7 +222,13 @@ class Outbox:
         )
 
     def claim(
-        self, *, now: datetime, lease: timedelta, limit: int, skip_locked: bool
+        self,
+        *,
+        now: datetime,
+        lease: timedelta | None,
+        limit: int,
+        skip_locked: bool,
+        exclude: Iterable[int] = (),
     ) -> list[OutboxEntry]:
         """Due entries, leased to this worker: another worker (or a restart) retries them only
         after the lease ends, so delivery is at least once and never stalls on a crash."""
@@ -235,11 +242,15 @@ class Outbox:
             .order_by(OutboxRow.id)
             .limit(limit)
         )
+        excluded = list(exclude)
+        if excluded:
+            query = query.where(OutboxRow.id.not_in(excluded))
         if skip_locked:
             query = query.with_for_update(skip_locked=True)
         rows = list(self.s.scalars(query))
-        for row in rows:
-            row.lease_until = now + lease
+        if lease is not None:  # None: the caller tracks what it holds (one process, SQLite)
+            for row in rows:
+                row.lease_until = now + lease
         return [
             OutboxEntry(
                 r.id, r.envelope_id, r.share_id, r.kind, r.peer, r.body, r.attempts, r.created_at
