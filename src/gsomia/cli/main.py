@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from gsomia import __version__
 from gsomia.cli.agreements import agreements_app
+from gsomia.cli.client import consents_app, share
 from gsomia.cli.common import Settings
 from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
@@ -72,6 +73,8 @@ app.add_typer(peers_app, name="peers")
 app.add_typer(users_app, name="users")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
+app.command("share")(share)
+app.add_typer(consents_app, name="consents")
 app.command("tour")(tour)
 
 

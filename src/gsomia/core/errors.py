@@ -243,6 +243,12 @@ class MisaddressedError(FederationError):
     status = 421
 
 
+class NodeRefusedError(InputError):
+    """A node answered a command-line request with problem+json; shown as one line."""
+
+    code = "node-refused"
+
+
 class PeerUnreachableError(GsomiaError):
     code = "peer-unreachable"
     status = 502
