@@ -13,7 +13,7 @@ import binascii
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -159,6 +159,11 @@ def _markings(node: Node, label_data: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _utc(at: datetime | None) -> str | None:
+    """Stored instants are answered in one form, UTC, whether fresh or read back."""
+    return at.astimezone(UTC).isoformat() if at is not None else None
+
+
 def item_json(node: Node, item: Item) -> dict[str, Any]:
     level = node.registry.level_by_key(f"{item.label['policy']}:{item.label['classification']}")
     return {
@@ -169,7 +174,7 @@ def item_json(node: Node, item: Item) -> dict[str, Any]:
         "markings": _markings(node, item.label),
         "size": item.size,
         "sha256": item.payload_sha256,
-        "created_at": item.created_at.isoformat(),
+        "created_at": _utc(item.created_at),
         "created_by": item.created_by,
         "version": item.version,
         "status": item.status.value,
@@ -177,7 +182,7 @@ def item_json(node: Node, item: Item) -> dict[str, Any]:
         "derivation": item.derivation.value if item.derivation else None,
         "received_from": item.received_from,
         "received_under": item.received_under,
-        "disposed_at": item.disposed_at.isoformat() if item.disposed_at else None,
+        "disposed_at": _utc(item.disposed_at),
         "disposed_by": item.disposed_by,
         "disposition_note": item.disposition_note,
     }
@@ -191,8 +196,8 @@ def user_json(user: User) -> dict[str, Any]:
         "clearance": user.clearance,
         "need_to_know": sorted(user.need_to_know),
         "compartments": sorted(user.compartments),
-        "created_at": user.created_at.isoformat(),
-        "revoked_at": user.revoked_at.isoformat() if user.revoked_at else None,
+        "created_at": _utc(user.created_at),
+        "revoked_at": _utc(user.revoked_at),
     }
 
 

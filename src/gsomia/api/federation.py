@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from gsomia.api.app import Actor, PersonIn, item_json
-from gsomia.core.errors import EnvelopeError, InputError
+from gsomia.core.errors import EnvelopeError, GsomiaError, InputError
 from gsomia.core.release import Person
 from gsomia.crypto.httpsig import verify_request
 from gsomia.node.federation import ENDPOINT, Federation
@@ -65,23 +65,33 @@ def federation_router(fed: Federation) -> APIRouter:
 
     @router.post(ENDPOINT, tags=["federation"])
     async def envelopes(request: Request) -> dict[str, Any]:
-        """Node-to-node intake: an RFC 9421-signed request carrying one envelope."""
+        """Node-to-node intake: an RFC 9421-signed request carrying one envelope.
+
+        Every refusal is recorded (with its nonce, so a refused request cannot be replayed)
+        before its problem+json goes back.
+        """
         body = await request.body()
-        verified = verify_request(
-            method=request.method,
-            url=str(request.url),
-            headers=dict(request.headers),
-            body=body,
-            pinned=fed.pinned_signing_key,
-        )
+        verified = None
+        envelope: Any = None
         try:
-            envelope = json.loads(body)
-        except ValueError as e:
-            raise EnvelopeError("the request body is not JSON") from e
-        receipt: dict[str, Any] = await run_in_threadpool(
-            fed.receive, verified.party, envelope, verified
-        )
-        return receipt
+            verified = verify_request(
+                method=request.method,
+                url=str(request.url),
+                headers=dict(request.headers),
+                body=body,
+                pinned=fed.pinned_signing_key,
+            )
+            try:
+                envelope = json.loads(body)
+            except ValueError as e:
+                raise EnvelopeError("the request body is not JSON") from e
+            receipt: dict[str, Any] = await run_in_threadpool(
+                fed.receive, verified.party, envelope, verified
+            )
+            return receipt
+        except GsomiaError as e:
+            await run_in_threadpool(fed.record_refusal, verified, envelope, e)
+            raise
 
     # -- peers --
 

@@ -22,6 +22,7 @@ notice-ack        a holder's signed acknowledgment that it applied a notice
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -38,9 +39,11 @@ from gsomia.core.errors import (
     ConflictError,
     EnvelopeError,
     ForbiddenError,
+    GsomiaError,
     InputError,
     ItemNotFoundError,
     MisaddressedError,
+    ReplayError,
     UnknownPeerError,
 )
 from gsomia.core.labels import SecurityLabel
@@ -333,10 +336,27 @@ class Federation:
 
     # -- receiving ----------------------------------------------------------------------------
 
-    def remember(self, verified: VerifiedRequest) -> None:
-        """Record a request nonce on its own (for requests that change nothing else)."""
+    def record_refusal(
+        self, verified: VerifiedRequest | None, envelope: Any, error: GsomiaError
+    ) -> None:
+        """Record a refused node-to-node request (and its nonce, so it cannot be replayed)."""
+        header = envelope.get("header") if isinstance(envelope, dict) else None
+        header = header if isinstance(header, dict) else {}
+        detail = (
+            f"{error.code} from {verified.party if verified else 'an unverified sender'}: "
+            f"{error.message}; envelope {str(header.get('id', '?'))[:64]} "
+            f"({str(header.get('kind', '?'))[:32]})"
+        )[:500]
         with self.node.store.write() as s:
-            Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+            if verified is not None and not isinstance(error, ReplayError):
+                # In a savepoint: a concurrent twin that recorded the nonce first must not
+                # spoil the refusal's own record.
+                with contextlib.suppress(ReplayError), s.begin_nested():
+                    Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+            AccessRegister(s).record(
+                item_id=None, user_id=None, action="federation-refused", at=self.node.now(),
+                detail=detail,
+            )  # fmt: skip
 
     def receive(
         self, signer: str, envelope: Any, verified: VerifiedRequest | None = None
@@ -346,6 +366,10 @@ class Federation:
         Returns the signed receipt. A redelivery returns the first receipt and does nothing else.
         The request's nonce is recorded in the same transaction as the effect (one commit).
         """
+        if verified is not None:
+            with self.node.store.read() as s:
+                if Nonces(s).seen(verified.key_id, verified.nonce):
+                    raise ReplayError("this request was seen before")
         if not isinstance(envelope, dict) or not isinstance(envelope.get("header"), dict):
             raise EnvelopeError("malformed envelope")
         header = envelope["header"]
@@ -363,10 +387,6 @@ class Federation:
         opened = open_envelope(envelope, sender_key=key, recipient_key=self.encryption_key)
         header = opened.header
         envelope_id = str(header.get("id", ""))
-        with self.node.store.read() as s:
-            seen = Inbox(s).get(envelope_id)
-            if seen is not None:
-                return dict(seen.receipt)
         handler = {
             "share": self._on_share,
             "delivery-report": self._on_delivery_report,
@@ -380,8 +400,13 @@ class Federation:
             raise EnvelopeError(f"unknown envelope kind {header.get('kind')!r}")
         try:
             with self.node.store.write() as s:
+                # The nonce first: a replayed request is refused even when it carries an
+                # envelope already accepted (a redelivery comes in a freshly signed request).
                 if verified is not None:
                     Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+                seen = Inbox(s).get(envelope_id)
+                if seen is not None:
+                    return dict(seen.receipt)
                 result = handler(s, header, opened.payload)
                 body = {
                     "envelope_id": envelope_id,

@@ -9,6 +9,7 @@ The clock is read here, once per act, through the node's ``clock`` (fixed for si
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -118,8 +119,8 @@ class Node:
         if actor is not None:
             _require(actor, Role.ADMIN)
         name = name.strip()
-        if not name or len(name) > 128:
-            raise InputError("a user name is 1 to 128 characters")
+        if not name or len(name) > 128 or not name.isprintable():
+            raise InputError("a user name is 1 to 128 printable characters")
         role_set = {Role(r) for r in roles}
         if not role_set:
             raise InputError("a user needs at least one role")
@@ -168,6 +169,8 @@ class Node:
     def revoke_user(self, user_id: str, actor: User | None = None) -> User:
         if actor is not None:
             _require(actor, Role.ADMIN)
+        if not user_id.isprintable() or len(user_id) > 128:
+            raise InputError(f"no user {user_id[:64]!r}")
         now = self.now()
         with self.store.write() as s:
             users = Users(s)
@@ -242,11 +245,16 @@ class Node:
                 now=now,
             )
             AccessRegister(s).record(
-                item_id=item.id, user_id=actor.id, action="create", at=now, detail=title
+                item_id=item.id,
+                user_id=actor.id,
+                action="create",
+                at=now,
+                detail=f"{level.id}, {len(payload)} B",  # never the title: it may be classified
             )
         return item
 
     def get_item(self, actor: User, item_id: str) -> Item:
+        item_id = _known_shape(item_id)
         _require(actor, *ITEM_ROLES, Role.AUDITOR)
         now = self.now()
         with self.store.write() as s:
@@ -260,6 +268,7 @@ class Node:
 
     def read_payload(self, actor: User, item_id: str) -> tuple[Item, bytes]:
         """The item's content; the read is in the access register before it is returned."""
+        item_id = _known_shape(item_id)
         _require(actor, *ITEM_ROLES)
         now = self.now()
         with self.store.write() as s:
@@ -305,6 +314,7 @@ class Node:
     ) -> Item:
         """A copy, extract or translation: it keeps the source's markings (Arts. 4(3), 14, 15)."""
         _require(actor, *ITEM_ROLES)
+        source_id = _known_shape(source_id)
         self._check_payload(payload)
         title = _title(title)
         now = self.now()
@@ -351,6 +361,7 @@ class Node:
         notice when it arrives from the originator's node.
         """
         _require(actor, Role.RELEASE_AUTHORITY)
+        item_id = _known_shape(item_id)
         if not reason.strip():
             raise InputError("a reclassification needs a reason")
         level = self.level(classification)
@@ -391,6 +402,7 @@ class Node:
     def dispose(self, actor: User, item_id: str, *, disposition: Disposition, note: str) -> Item:
         """Return or destruction (Art. 6(h), 13), recorded with who and when."""
         _require(actor, Role.RELEASE_AUTHORITY)
+        item_id = _known_shape(item_id)
         if disposition is Disposition.HELD:
             raise InputError("a disposition is 'returned' or 'destroyed'")
         now = self.now()
@@ -409,6 +421,7 @@ class Node:
         return item
 
     def history(self, actor: User, item_id: str) -> list[LabelChange]:
+        item_id = _known_shape(item_id)
         _require(actor, *ITEM_ROLES, Role.AUDITOR)
         with self.store.read() as s:
             if Items(s).get(item_id, self.visibility(actor)) is None:
@@ -416,6 +429,7 @@ class Node:
             return Items(s).history(item_id)
 
     def derivations(self, actor: User, item_id: str) -> list[Item]:
+        item_id = _known_shape(item_id)
         _require(actor, *ITEM_ROLES, Role.AUDITOR)
         with self.store.read() as s:
             seen = self.visibility(actor)
@@ -430,6 +444,7 @@ class Node:
     ) -> Consent:
         """An originator's written consent, on record for this item (Arts. 5-6)."""
         _require(actor, Role.RELEASE_AUTHORITY)
+        item_id = _known_shape(item_id)
         code = self.registry.party(originator).code
         now = self.now()
         with self.store.write() as s:
@@ -447,6 +462,7 @@ class Node:
         return consent
 
     def consents(self, actor: User, item_id: str) -> list[Consent]:
+        item_id = _known_shape(item_id)
         _require(actor, *ITEM_ROLES, Role.AUDITOR)
         with self.store.read() as s:
             if Items(s).get(item_id, self.visibility(actor)) is None:
@@ -465,6 +481,7 @@ class Node:
     ) -> Decision:
         """What would happen if this item were shared now: the decision, nothing sent."""
         _require(actor, *ITEM_ROLES)
+        item_id = _known_shape(item_id)
         instant = at or self.now()
         with self.store.read() as s:
             item = Items(s).get(item_id, self.visibility(actor))
@@ -504,6 +521,19 @@ class Node:
         with self.store.read() as s:
             stored = NodeMeta(s).get("party")
         return {"party": self.party, "stored_party": stored}
+
+
+_ITEM_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+
+
+def _known_shape(item_id: str) -> str:
+    """An item id this node could have issued; anything else is simply not found.
+
+    Why: PostgreSQL refuses NUL in text, so a hostile id must not reach the database at all.
+    """
+    if not _ITEM_ID.fullmatch(item_id):
+        raise ItemNotFoundError(item_id[:64])
+    return item_id
 
 
 def _require(actor: User, *roles: Role) -> None:

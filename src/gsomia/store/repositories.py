@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -53,7 +54,13 @@ def _encode_cursor(*parts: str) -> str:
     return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,512}")
+
+
 def _decode_cursor(cursor: str, parts: int) -> list[str]:
+    # The decoder skips characters outside the alphabet: check first, or junk reads as a start.
+    if not _CURSOR.fullmatch(cursor):
+        raise InvalidCursorError("malformed page cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         fields = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
@@ -320,6 +327,8 @@ class Items:
                 at = datetime.fromisoformat(at_text)
             except ValueError as e:
                 raise InvalidCursorError("malformed page cursor") from e
+            if at.tzinfo is None:
+                raise InvalidCursorError("malformed page cursor")
             query = query.where(
                 or_(ItemRow.created_at > at, and_(ItemRow.created_at == at, ItemRow.id > after_id))
             )
@@ -459,7 +468,7 @@ class AccessRegister:
         query = select(AccessRow).where(*conditions)
         if cursor:
             (after,) = _decode_cursor(cursor, 1)
-            if not after.isdigit():
+            if not (after.isascii() and after.isdigit()):
                 raise InvalidCursorError("malformed page cursor")
             query = query.where(AccessRow.id > int(after))
         rows = self.s.scalars(query.order_by(AccessRow.id).limit(_limit(limit) + 1)).all()
