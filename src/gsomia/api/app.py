@@ -276,6 +276,10 @@ def create_app(
         from gsomia.api.federation import federation_router
 
         app.include_router(federation_router(federation))
+    from gsomia.api import export
+
+    # Export-control answers are for authenticated users only, like the rest of the API.
+    app.include_router(export.router, dependencies=[Depends(current_user)])
 
     @app.middleware("http")
     async def _body_limit(request: Request, call_next: Callable[..., Any]) -> Response:

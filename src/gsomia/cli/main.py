@@ -15,6 +15,7 @@ from gsomia.cli.client import consents_app, share
 from gsomia.cli.common import Settings
 from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
+from gsomia.cli.export import export_app
 from gsomia.cli.label import label_app
 from gsomia.cli.node import node_app, peers_app
 from gsomia.cli.tour import tour
@@ -71,6 +72,7 @@ app.add_typer(label_app, name="label")
 app.add_typer(node_app, name="node")
 app.add_typer(peers_app, name="peers")
 app.add_typer(users_app, name="users")
+app.add_typer(export_app, name="export")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
 app.command("share")(share)
