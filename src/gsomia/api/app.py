@@ -227,6 +227,30 @@ def _instant(node: Node, text: str | None) -> datetime | None:
 
 # -- the application -----------------------------------------------------------------------
 
+
+class BodyLimit:
+    """Refuse a request whose declared body is over the limit, before reading it.
+
+    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` form costs a task and a
+    stream wrapper per request, on every request.
+    """
+
+    def __init__(self, app: Any, ceiling: int) -> None:
+        self.app = app
+        self.ceiling = ceiling  # base64 of the payload limit, plus the JSON around it
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self.ceiling:
+                    response = problem(
+                        413, "payload-too-large", f"request body over {self.ceiling} bytes"
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -281,14 +305,7 @@ def create_app(
     # Export-control answers are for authenticated users only, like the rest of the API.
     app.include_router(export.router, dependencies=[Depends(current_user)])
 
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next: Callable[..., Any]) -> Response:
-        length = request.headers.get("content-length")
-        ceiling = (node.max_payload_bytes * 4) // 3 + 64 * 1024  # base64 plus the JSON around it
-        if length is not None and length.isdigit() and int(length) > ceiling:
-            return problem(413, "payload-too-large", f"request body over {ceiling} bytes")
-        response: Response = await call_next(request)
-        return response
+    app.add_middleware(BodyLimit, ceiling=(node.max_payload_bytes * 4) // 3 + 64 * 1024)
 
     @app.get("/health", tags=["node"])
     def health() -> dict[str, str]:

@@ -71,27 +71,29 @@ def federation_router(fed: Federation) -> APIRouter:
         before its problem+json goes back.
         """
         body = await request.body()
-        verified = None
-        envelope: Any = None
-        try:
-            verified = verify_request(
-                method=request.method,
-                url=str(request.url),
-                headers=dict(request.headers),
-                body=body,
-                pinned=fed.pinned_signing_key,
-            )
+        url, headers = str(request.url), dict(request.headers)
+
+        def intake() -> dict[str, Any]:
+            # All of it in the thread pool: verification and key look-ups must not stall the
+            # event loop that every other request shares.
+            verified = None
+            envelope: Any = None
             try:
-                envelope = json.loads(body)
-            except ValueError as e:
-                raise EnvelopeError("the request body is not JSON") from e
-            receipt: dict[str, Any] = await run_in_threadpool(
-                fed.receive, verified.party, envelope, verified
-            )
-            return receipt
-        except GsomiaError as e:
-            await run_in_threadpool(fed.record_refusal, verified, envelope, e)
-            raise
+                verified = verify_request(
+                    method="POST", url=url, headers=headers, body=body,
+                    pinned=fed.pinned_signing_key,
+                )  # fmt: skip
+                try:
+                    envelope = json.loads(body)
+                except ValueError as e:
+                    raise EnvelopeError("the request body is not JSON") from e
+                return fed.receive(verified.party, envelope, verified)
+            except GsomiaError as e:
+                fed.record_refusal(verified, envelope, e)
+                raise
+
+        receipt: dict[str, Any] = await run_in_threadpool(intake)
+        return receipt
 
     # -- peers --
 

@@ -25,9 +25,8 @@ import httpx
 from gsomia.core.errors import EnvelopeError
 from gsomia.crypto.envelope import verify_receipt
 from gsomia.crypto.httpsig import sign_request
-from gsomia.crypto.keys import SigningPublicKey
 from gsomia.node.federation import ENDPOINT, Federation, real_now
-from gsomia.store.federation import Outbox, OutboxEntry, Peers
+from gsomia.store.federation import Outbox, OutboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class DeliveryWorker:
         settings: DeliverySettings | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
-        threads: int = 2,
+        threads: int = 4,
     ) -> None:
         self.fed = federation
         self.settings = settings or DeliverySettings()
@@ -132,8 +131,7 @@ class DeliveryWorker:
 
     def _deliver(self, entry: OutboxEntry) -> None:
         store = self.fed.node.store
-        with store.read() as s:
-            peer = Peers(s).get(entry.peer)
+        peer = self.fed.peer(entry.peer)
         if peer is None:
             self._retry(entry, f"{entry.peer} is no longer a peer")
             return
@@ -152,7 +150,10 @@ class DeliveryWorker:
         if response.status_code == 200:
             try:
                 receipt = response.json()
-                verify_receipt(receipt, SigningPublicKey.from_text(peer.signing_key))
+                key = self.fed.pinned_signing_key(entry.peer)
+                if key is None:
+                    raise EnvelopeError("the peer was removed")
+                verify_receipt(receipt, key)
             except (ValueError, EnvelopeError) as e:
                 self._retry(entry, f"receipt does not verify: {e}")
                 return

@@ -26,6 +26,7 @@ import contextlib
 import json
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
@@ -73,6 +74,8 @@ from gsomia.store.records import Disposition, Item, Role, User
 from gsomia.store.repositories import AccessRegister, Consents, Items
 
 ENDPOINT = "/federation/v1/envelopes"
+PEER_CACHE_SECONDS = 5.0
+NONCE_PRUNE_SECONDS = 60.0
 INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "follow-up")
 NOTICE_KINDS = ("reclassify", "retract", "destroy")
 
@@ -97,6 +100,11 @@ class Federation:
         self.signing_key = signing_key
         self.encryption_key = encryption_key
         self.wake = threading.Event()  # set when the outbox has something new
+        self._peer_cache: dict[str, tuple[float, Peer | None]] = {}
+        self._local = threading.local()  # per request: did this act queue anything?
+        self._last_prune = 0.0
+        self._key_cache: dict[str, SigningPublicKey] = {}
+        self._peer_lock = threading.Lock()
 
     @property
     def party(self) -> str:
@@ -128,6 +136,7 @@ class Federation:
                 at=now,
                 detail=f"{code} {url} {SigningPublicKey.from_text(signing_key).key_id}",
             )
+        self._forget_peer(code)
         return peer
 
     def remove_peer(self, party: str, actor: User | None) -> Peer:
@@ -143,6 +152,7 @@ class Federation:
                 at=now,
                 detail=peer.party,
             )
+        self._forget_peer(peer.party)
         return peer
 
     def peers(self) -> list[Peer]:
@@ -150,12 +160,31 @@ class Federation:
             return Peers(s).list()
 
     def peer(self, party: str) -> Peer | None:
+        """The pinned peer. Cached for a few seconds: add_peer and remove_peer clear it at once,
+        and a change made by another process (``gsomia peers remove``) is seen within
+        PEER_CACHE_SECONDS."""
+        with self._peer_lock:
+            cached = self._peer_cache.get(party)
+            if cached is not None and time.monotonic() - cached[0] < PEER_CACHE_SECONDS:
+                return cached[1]
         with self.node.store.read() as s:
-            return Peers(s).get(party)
+            peer = Peers(s).get(party)
+        with self._peer_lock:
+            self._peer_cache[party] = (time.monotonic(), peer)
+        return peer
 
     def pinned_signing_key(self, party: str) -> SigningPublicKey | None:
         peer = self.peer(party)
-        return SigningPublicKey.from_text(peer.signing_key) if peer else None
+        if peer is None:
+            return None
+        key = self._key_cache.get(peer.signing_key)
+        if key is None:
+            key = self._key_cache[peer.signing_key] = SigningPublicKey.from_text(peer.signing_key)
+        return key
+
+    def _forget_peer(self, party: str) -> None:
+        with self._peer_lock:
+            self._peer_cache.pop(party, None)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -276,6 +305,7 @@ class Federation:
             body=canonical_bytes(envelope),
             now=real_now(),
         )
+        self._local.queued = True
         return envelope_id
 
     def _enqueue_share(
@@ -387,6 +417,8 @@ class Federation:
         opened = open_envelope(envelope, sender_key=key, recipient_key=self.encryption_key)
         header = opened.header
         envelope_id = str(header.get("id", ""))
+        self._local.queued = False
+        self._prune_nonces()
         handler = {
             "share": self._on_share,
             "delivery-report": self._on_delivery_report,
@@ -436,8 +468,18 @@ class Federation:
                 if seen is None:
                     raise
                 return dict(seen.receipt)
-        self.wake.set()
+        if getattr(self._local, "queued", False):
+            self.wake.set()  # only when the act queued a relay, an answer or a report
         return receipt
+
+    def _prune_nonces(self) -> None:
+        """Forget nonces older than twice the window, at most once a minute."""
+        now = time.monotonic()
+        if now - self._last_prune < NONCE_PRUNE_SECONDS:
+            return
+        self._last_prune = now
+        with self.node.store.write() as s:
+            Nonces(s).prune(real_now() - 2 * WINDOW)
 
     def _on_share(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
         sender = str(header["sender"])

@@ -325,12 +325,14 @@ class Nonces:
     def __init__(self, session: Session) -> None:
         self.s = session
 
+    def prune(self, before: datetime) -> None:
+        self.s.execute(delete(NonceRow).where(NonceRow.seen_at < before))
+
     def seen(self, key_id: str, nonce: str) -> bool:
         return self.s.get(NonceRow, (key_id, nonce)) is not None
 
     def remember(self, key_id: str, nonce: str, now: datetime, window: timedelta) -> None:
         """Record a request nonce; a nonce seen before is a replay."""
-        self.s.execute(delete(NonceRow).where(NonceRow.seen_at < now - 2 * window))
         if self.s.get(NonceRow, (key_id, nonce)) is not None:
             raise ReplayError("this request was seen before")
         self.s.add(NonceRow(key_id=key_id, nonce=nonce, seen_at=now))

@@ -55,6 +55,7 @@ def _encode_cursor(*parts: str) -> str:
 
 
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,512}")
+_ITEM_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
 def _decode_cursor(cursor: str, parts: int) -> list[str]:
@@ -63,7 +64,8 @@ def _decode_cursor(cursor: str, parts: int) -> list[str]:
         raise InvalidCursorError("malformed page cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        fields = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        # Split from the left, at most parts-1 times: the last field (a user name) may hold "|".
+        fields = base64.urlsafe_b64decode(padded.encode()).decode().split("|", parts - 1)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidCursorError("malformed page cursor") from e
     if len(fields) != parts:
@@ -250,6 +252,8 @@ class Items:
         compartments = sorted(set(label.get("compartments", ())))
         if not topics:
             raise InputError("an item needs at least one topic: need-to-know is decided on topics")
+        if item_id is not None and not _ITEM_ID.fullmatch(item_id):
+            raise InputError(f"an item id is 1 to 64 letters, digits and hyphens: {item_id[:64]!r}")
         row = ItemRow(
             id=item_id or str(uuid.uuid4()),
             title=title,
@@ -353,6 +357,11 @@ class Items:
         now: datetime,
     ) -> Item:
         """A new label for the item (a reclassification); the old one is kept as history."""
+        topics = sorted(set(label.get("topics", ())))
+        compartments = sorted(set(label.get("compartments", ())))
+        if not topics:
+            # Fail closed: an item with no topic would be visible to anyone cleared to its level.
+            raise InputError("an item needs at least one topic: need-to-know is decided on topics")
         row = self.s.get(ItemRow, item_id, with_for_update=True)
         if row is None:
             raise InputError(f"no item {item_id}")
@@ -375,11 +384,8 @@ class Items:
         self.s.query(ItemTopicRow).filter(ItemTopicRow.item_id == item_id).delete()
         self.s.query(ItemCompartmentRow).filter(ItemCompartmentRow.item_id == item_id).delete()
         self.s.flush()
-        self.s.add_all(ItemTopicRow(item_id=item_id, topic=t) for t in sorted(label["topics"]))
-        self.s.add_all(
-            ItemCompartmentRow(item_id=item_id, compartment=c)
-            for c in sorted(label.get("compartments", ()))
-        )
+        self.s.add_all(ItemTopicRow(item_id=item_id, topic=t) for t in topics)
+        self.s.add_all(ItemCompartmentRow(item_id=item_id, compartment=c) for c in compartments)
         return _item(row)
 
     def history(self, item_id: str) -> list[LabelChange]:
@@ -468,7 +474,7 @@ class AccessRegister:
         query = select(AccessRow).where(*conditions)
         if cursor:
             (after,) = _decode_cursor(cursor, 1)
-            if not (after.isascii() and after.isdigit()):
+            if not (after.isascii() and after.isdigit() and len(after) <= 18):
                 raise InvalidCursorError("malformed page cursor")
             query = query.where(AccessRow.id > int(after))
         rows = self.s.scalars(query.order_by(AccessRow.id).limit(_limit(limit) + 1)).all()
