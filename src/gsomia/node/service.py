@@ -272,13 +272,12 @@ class Node:
         _require(actor, *ITEM_ROLES)
         now = self.now()
         with self.store.write() as s:
-            items = Items(s)
-            item = items.get(item_id, self.visibility(actor))
-            if item is None:
+            found = Items(s).get_with_payload(item_id, self.visibility(actor))
+            if found is None:
                 raise ItemNotFoundError(item_id)
+            item, data = found
             if item.status is Disposition.DESTROYED:
                 raise ConflictError(f"item {item_id} was destroyed")
-            data = items.payload(item_id)
             AccessRegister(s).record(
                 item_id=item.id, user_id=actor.id, action="read", at=now, detail=f"{len(data)} B"
             )
