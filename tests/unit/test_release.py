@@ -494,3 +494,13 @@ def test_an_item_received_through_the_hub_is_marked_through_the_hub() -> None:
         label(), "KOR", "USA", received_under="TISA", consents=frozenset({"JPN"})
     )
     assert decide(REGISTRY, consented, at).allowed
+
+
+def test_the_missile_warning_link_never_carries_an_item() -> None:
+    # In 2024, with the GSOMIA in force, items go under it; the link is for track data only.
+    at = datetime(2024, 6, 1, tzinfo=KST)
+    d = decide(REGISTRY, ReleaseRequest(label(), "JPN", "KOR"), at)
+    assert "TRILATERAL-MISSILE-WARNING-2023" not in {o.instrument for o in d.routes_considered}
+    asked = ReleaseRequest(label(), "JPN", "KOR", under="TRILATERAL-MISSILE-WARNING-2023")
+    named = decide(REGISTRY, asked, at)
+    assert {o.instrument for o in named.routes_considered} == {"TRILATERAL-MISSILE-WARNING-2023"}

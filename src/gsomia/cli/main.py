@@ -17,6 +17,7 @@ from gsomia.cli.decide import decide_command
 from gsomia.cli.demo import demo
 from gsomia.cli.export import export_app
 from gsomia.cli.label import label_app
+from gsomia.cli.link import link_app
 from gsomia.cli.node import node_app, peers_app
 from gsomia.cli.tour import tour
 from gsomia.cli.users import users_app
@@ -73,6 +74,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(peers_app, name="peers")
 app.add_typer(users_app, name="users")
 app.add_typer(export_app, name="export")
+app.add_typer(link_app, name="link")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
 app.command("share")(share)

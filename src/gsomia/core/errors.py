@@ -33,6 +33,11 @@ messages), an HTTP ``status`` and a CLI ``exit_code``. A user error is one clear
     │   ├── UnknownPeerError            403: a party that is not a pinned peer
     │   └── MisaddressedError           421: for another node, or signed by another party
     ├── PeerUnreachableError            502: a peer could not be reached
+    ├── IntegrityError                  409: evidence that does not verify (ledger, proofs)
+    │   └── InvalidProofError, CheckpointError, LedgerInconsistentError (500)
+    ├── LedgerRangeError, InvalidRecordError          (InputError) ledger look-ups and records
+    ├── InvalidTrackError                (InputError) a malformed missile-warning track update
+    │   └── TrackFieldRefusedError       a sensor or unknown field at the link's boundary
     ├── RegistryError                   422, exit 2: a data file is invalid (names file and field)
     └── ReleaseDeniedError              403, exit 3: a release was refused (carries the decision)
 """
@@ -313,3 +318,15 @@ class InvalidRecordError(InputError):
     """A ledger record or kind that cannot be canonicalised (not a JSON object, NaN, ...)."""
 
     code = "invalid-ledger-record"
+
+
+class InvalidTrackError(InputError):
+    """A missile-warning track update that is malformed (a missing field, a bad value)."""
+
+    code = "invalid-track"
+
+
+class TrackFieldRefusedError(InvalidTrackError):
+    """A track update carrying a field the link does not share: sensor metadata or unknown."""
+
+    code = "track-field-refused"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gsomia.core.agreements import Clause, Instrument
+from gsomia.core.agreements import Clause, Instrument, InstrumentKind
 from gsomia.core.errors import ReleaseDeniedError
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import History, State
@@ -388,14 +388,14 @@ def _decide(t: _Tables, request: ReleaseRequest, at: datetime) -> _Verdict:
     considered: list[RouteOption] = []
     under = request.under
     for inst in t.direct.get((holder, recipient), ()):
-        if under is not None and inst.id != under:
+        if not _may_carry(inst, under):
             continue
         option = _route(t, request, at, inst, (holder, recipient))
         considered.append(option)
         if option.allowed:
             return _Verdict(True, preflight, option, tuple(considered))
     for inst in t.hubbed.get((holder, recipient), ()):
-        if under is not None and inst.id != under:
+        if not _may_carry(inst, under):
             continue
         assert inst.hub is not None
         option = _route(t, request, at, inst, (holder, inst.hub.party, recipient))
@@ -412,6 +412,18 @@ def _decide(t: _Tables, request: ReleaseRequest, at: datetime) -> _Verdict:
         )
         return _Verdict(False, (*preflight, reason), None, ())
     return _Verdict(False, preflight, considered[0], tuple(considered))
+
+
+def _may_carry(inst: Instrument, under: str | None) -> bool:
+    """Whether routing may use ``inst``: the one named, or any but a data link.
+
+    A link (the 2023 missile-warning mechanism) carries only its own data elements, launch
+    point, trajectory and impact point, so it is never chosen for an item; the link asks for it
+    by name.
+    """
+    if under is not None:
+        return inst.id == under
+    return inst.kind is not InstrumentKind.LINK
 
 
 def _preflight(t: _Tables, request: ReleaseRequest) -> tuple[Reason, ...]:
