@@ -59,6 +59,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gsomia import load_registry
+from gsomia.core.agreements import InstrumentKind
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.lifecycle import History, State
 from gsomia.core.registry import Registry
@@ -107,8 +108,13 @@ class Case:
 
 
 def modelled_instruments(registry: Registry) -> list[str]:
-    """The instruments among the three parties (the ones Cedar is given)."""
-    return sorted(i.id for i in registry.instruments.values() if set(i.parties) <= set(PARTIES))
+    """The instruments among the three parties that can carry an item (the ones Cedar is
+    given): data links are never chosen for items, as in gsomia's routing."""
+    return sorted(
+        i.id
+        for i in registry.instruments.values()
+        if set(i.parties) <= set(PARTIES) and i.kind is not InstrumentKind.LINK
+    )
 
 
 def make_workload(registry: Registry, n: int, seed: int) -> list[Case]:
