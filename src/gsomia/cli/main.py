@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from gsomia import __version__
 from gsomia.cli.agreements import agreements_app
+from gsomia.cli.audit import audit_app
 from gsomia.cli.client import consents_app, share
 from gsomia.cli.common import Settings
 from gsomia.cli.decide import decide_command
@@ -75,6 +76,7 @@ app.add_typer(peers_app, name="peers")
 app.add_typer(users_app, name="users")
 app.add_typer(export_app, name="export")
 app.add_typer(link_app, name="link")
+app.add_typer(audit_app, name="audit")
 app.command("decide")(decide_command)
 app.command("demo")(demo)
 app.command("share")(share)

@@ -298,4 +298,6 @@ class NoticeRow(Base):
     created_at: Mapped[datetime]
     acknowledged_at: Mapped[datetime | None]
     ack: Mapped[dict[str, Any] | None]
+
+
 from gsomia.ledger import tables as _ledger_tables  # noqa: E402,F401

@@ -1,0 +1,262 @@
+"""``gsomia audit``: verify the node's ledger, prove an entry, sign a checkpoint.
+
+The node's checkpoints are signed with its Ed25519 signing key under the origin
+``gsomia.invalid/<PARTY>/ledger`` (also the key name), kept in the database, and the latest one
+is also written to ``DIR/ledger-checkpoint.txt``: a copy outside the database, so that a database
+rolled back to an older file is caught by ``audit verify`` (the checkpoint is then ahead of the
+log). Peers' copies, once witnessing exists, serve the same purpose and better: pass them with
+``--checkpoint``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gsomia.cli.common import console, err_console, now, print_json
+from gsomia.cli.node import DATA, JSON, open_from_dir, passphrase_from
+from gsomia.core.errors import CheckpointError, InputError, LedgerInconsistentError
+from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from gsomia.ledger.log import ExternalCheckpoint, Ledger, Report, StoredCheckpoint
+from gsomia.node.config import NodeConfig, load_config, load_signing_key
+
+audit_app = typer.Typer(
+    help="The node's tamper-evident ledger: verify it, prove entries, sign checkpoints.",
+    no_args_is_help=True,
+)
+
+CHECKPOINT_FILE = "ledger-checkpoint.txt"
+
+
+def ledger_origin(party: str) -> str:
+    """The checkpoint origin (and key name) of a party's ledger."""
+    return f"gsomia.invalid/{party}/ledger"
+
+
+def log_verifier(config: NodeConfig) -> NoteVerifier:
+    return NoteVerifier(ledger_origin(config.party), config.signing_public_key)
+
+
+@contextlib.contextmanager
+def _ledger(ctx: typer.Context, data: Path) -> Iterator[Ledger]:
+    """The node's ledger, its database closed when the command ends."""
+    node = open_from_dir(ctx, data)
+    try:
+        yield Ledger(node.store)
+    finally:
+        node.store.dispose()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _read_note(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the checkpoint: {e}") from None
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    data: Path = DATA,
+    checkpoint: list[Path] = typer.Option(
+        [],
+        "--checkpoint",
+        metavar="FILE",
+        help=f"A signed checkpoint of this node kept elsewhere (repeatable). "
+        f"DIR/{CHECKPOINT_FILE} is always read when present.",
+    ),
+    json: bool = JSON,
+) -> None:
+    """Recompute the ledger from its records; report what is wrong and where (exit 1 if any)."""
+    config = load_config(data)
+    files = (
+        [config.data_dir / CHECKPOINT_FILE] if (config.data_dir / CHECKPOINT_FILE).exists() else []
+    )
+    external = [ExternalCheckpoint(str(p), _read_note(p)) for p in [*files, *checkpoint]]
+    with (
+        _ledger(ctx, data) as ledger,
+        Progress(
+            TextColumn("verifying the ledger"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=json or not err_console.is_terminal,
+        ) as progress,
+    ):
+        task = progress.add_task("verify", total=None)
+        report = ledger.verify(
+            log_verifier(config),
+            external=external,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if json:
+        print_json(report.to_dict())
+    else:
+        _show(report, config)
+    if not report.ok:
+        count = len(report.problems) + report.problems_omitted
+        raise LedgerInconsistentError(
+            f"the ledger of {config.party} failed verification: {count} problem"
+            f"{'s' if count != 1 else ''}, first: {report.problems[0]}"
+        )
+
+
+def _show(report: Report, config: NodeConfig) -> None:
+    console.print(
+        f"Ledger of {config.party}: {report.size} entries, root {_b64(report.root_hash)}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"  checked {report.entries_checked} entries, {report.checkpoints_checked} stored "
+        f"checkpoints, {report.external_checked} kept elsewhere"
+    )
+    if report.ok:
+        console.print("  OK: every record, subtree hash and checkpoint agrees")
+        return
+    console.print(f"  FAILED: {len(report.problems) + report.problems_omitted} problems")
+    for p in report.problems:
+        where = p.table + (f" [{p.row}]" if p.row else "")
+        index = f" entry {p.index}" if p.index is not None else ""
+        console.print(f"  - {p.check}: {where}{index}: {p.message}", soft_wrap=True)
+    if report.problems_omitted:
+        console.print(f"  ... and {report.problems_omitted} more")
+
+
+# -- prove ------------------------------------------------------------------------------------
+
+
+@audit_app.command("prove")
+def prove_cmd(
+    ctx: typer.Context,
+    entry: int = typer.Argument(..., min=0, metavar="ENTRY", help="The entry's index."),
+    data: Path = DATA,
+    size: int | None = typer.Option(
+        None,
+        "--size",
+        min=1,
+        help="The tree size to prove against. Default: the latest signed checkpoint that "
+        "includes the entry, else the whole log.",
+    ),
+    json: bool = JSON,
+) -> None:
+    """An RFC 9162 inclusion proof of ENTRY, checked before it is printed."""
+    config = load_config(data)
+    with _ledger(ctx, data) as ledger:
+        signed = _covering_checkpoint(ledger, entry, size)
+        if size is None and signed is not None:
+            size = signed.size
+        proof = ledger.inclusion_proof(entry, size)
+        root = ledger.root(proof.size)
+        record = ledger.entry(entry)
+    proof.verify(root)
+    if signed is not None and signed.size == proof.size:
+        # the proof must also verify against what the node signed, not only the stored root
+        opened = open_checkpoint(signed.note, log_verifier(config)).checkpoint
+        proof.verify(opened.root_hash)
+    out: dict[str, Any] = {
+        "entry": {
+            "index": record.index,
+            "kind": record.kind,
+            "at": record.at.isoformat(),
+            "digest": record.digest.hex(),
+            "record": record.record,
+        },
+        "proof": proof.to_dict(),
+        "root_hash": _b64(root),
+        "checkpoint": signed.note if signed is not None and signed.size == proof.size else None,
+    }
+    if json:
+        print_json(out)
+        return
+    console.print(f"Entry {record.index} ({record.kind}, {record.at.isoformat()})", soft_wrap=True)
+    console.print(f"  record digest  {record.digest.hex()}")
+    console.print(f"  leaf hash      {_b64(proof.leaf_hash)}")
+    console.print(f"  tree size      {proof.size}")
+    console.print(f"  root hash      {_b64(root)}")
+    for i, h in enumerate(proof.path):
+        console.print(f"  path[{i:2}]       {_b64(h)}")
+    if out["checkpoint"]:
+        console.print("Signed checkpoint of that tree:")
+        console.print(out["checkpoint"], end="", soft_wrap=True)
+    else:
+        console.print("No signed checkpoint of that tree size yet (gsomia audit checkpoint).")
+
+
+def _covering_checkpoint(ledger: Ledger, entry: int, size: int | None) -> StoredCheckpoint | None:
+    """The latest checkpoint of ``size`` (or, without a size, the latest that holds ``entry``)."""
+    for stored in reversed(ledger.checkpoints()):
+        if (size is None and stored.size > entry) or stored.size == size:
+            return stored
+    return None
+
+
+# -- checkpoint -------------------------------------------------------------------------------
+
+
+@audit_app.command("checkpoint")
+def checkpoint_cmd(ctx: typer.Context, data: Path = DATA, json: bool = JSON) -> None:
+    """Sign a checkpoint of the whole ledger with the node's key; keep it and write it to DIR.
+
+    The passphrase of an encrypted key is read from $GSOMIA_KEY_PASSPHRASE. A ledger that does
+    not extend the last signed checkpoint (in the database or in DIR) is not signed.
+    """
+    config = load_config(data)
+    passphrase, _ = passphrase_from(None, False, confirm=False)
+    key = load_signing_key(config, passphrase)
+    path = config.data_dir / CHECKPOINT_FILE
+    previous = _previous(path, config) if path.exists() else None
+    with _ledger(ctx, data) as ledger:
+        stored = ledger.checkpoint(key, ledger_origin(config.party), now(), after=previous)
+    _write_atomically(path, stored.note)
+    if json:
+        print_json(
+            {
+                "origin": stored.origin,
+                "size": stored.size,
+                "root_hash": _b64(stored.root_hash),
+                "created_at": stored.created_at.isoformat(),
+                "note": stored.note,
+                "file": str(path),
+            }
+        )
+        return
+    console.print(stored.note, end="", soft_wrap=True)
+    err_console.print(f"gsomia: checkpoint of {stored.size} entries written to {path}")
+
+
+def _previous(path: Path, config: NodeConfig) -> Checkpoint:
+    try:
+        return open_checkpoint(_read_note(path), log_verifier(config)).checkpoint
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e.message}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a new file beside ``path`` and rename it over: a crash leaves one whole note."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
