@@ -31,6 +31,7 @@ from gsomia.node.service import open_node
 from .conftest import T0
 
 ENTRIES = 40
+OPENING = 1  # a node's first ledger entry is the registry it opened with ("registry-change")
 
 
 def make_cli() -> typer.Typer:
@@ -100,7 +101,7 @@ class NodeDir:
 @pytest.fixture
 def node(tmp_path: Path) -> NodeDir:
     node = NodeDir(tmp_path / "jpn")
-    node.append(ENTRIES)
+    node.append(ENTRIES - OPENING)  # the node's own opening entry makes ENTRIES in all
     node.checkpoint()
     return node
 

@@ -249,6 +249,7 @@ class Federation:
                 action="share",
                 at=now,
                 detail=f"to {to}: {status} ({' → '.join(decision.route)})",
+                evidence=decision_evidence(decision),
             )
         self.wake.set()
         return share
@@ -520,6 +521,7 @@ class Federation:
             action="receive",
             at=self.node.now(),
             detail=f"from {sender} under {instruments[hop]}, envelope {header['id']}",
+            evidence={"envelope": str(header["id"]), **decision_evidence(decision)},
         )
         result: dict[str, Any] = {"item_id": item.id, "marking": mine.level_key}
         if decision.route[-1] != self.party:
@@ -893,6 +895,16 @@ class Federation:
     # -- outcomes of delivery (called by the worker) ---------------------------------------------
 
     def delivered(self, s: Any, share_id: str | None, kind: str, receipt: dict[str, Any]) -> None:
+        body = receipt.get("receipt") if isinstance(receipt, dict) else None
+        body = body if isinstance(body, dict) else {}
+        AccessRegister(s).record(
+            item_id=None,
+            user_id=None,
+            action="delivered",
+            at=self.node.now(),
+            detail=f"{kind} to {body.get('recipient')}: envelope {body.get('envelope_id')}",
+            evidence={"receipt": digest(receipt), "envelope": str(body.get("envelope_id"))},
+        )
         if share_id is None or kind != "share":
             return
         share = Shares(s).get(share_id)
@@ -952,6 +964,16 @@ class Federation:
             if share is None or Items(s).get(share.item_id, self.node.visibility(actor)) is None:
                 raise InputError(f"no share {share_id!r}")
             return share
+
+
+def decision_evidence(decision: Decision) -> dict[str, Any]:
+    """What a ledger entry keeps of a decision, so it can be replayed and checked later."""
+    return {
+        "decision": digest(decision.to_dict()),
+        "allowed": decision.allowed,
+        "registry": decision.registry_hash,
+        "decided_at": decision.at.isoformat(),
+    }
 
 
 def _why_not(decision: Decision) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from gsomia.core.canonical import digest
 from gsomia.core.errors import (
     AuthenticationError,
     ConflictError,
@@ -496,7 +497,23 @@ class Node:
             consents=frozenset(on_record | {self.registry.party(p).code for p in extra_consents}),
             received_under=item.received_under,
         )
-        return decide(self.registry, request, instant)
+        decision = decide(self.registry, request, instant)
+        with self.store.write() as s:  # every decision is evidence, dry runs included
+            AccessRegister(s).record(
+                item_id=item.id,
+                user_id=actor.id,
+                action="decision",
+                at=self.now(),
+                detail=f"dry run to {request.recipient}: "
+                + ("allowed" if decision.allowed else "refused"),
+                evidence={
+                    "decision": digest(decision.to_dict()),
+                    "allowed": decision.allowed,
+                    "registry": decision.registry_hash,
+                    "decided_at": decision.at.isoformat(),
+                },
+            )
+        return decision
 
     # -- the access register ------------------------------------------------------------------
 
@@ -570,6 +587,18 @@ def open_node(
             meta.set("party", party)
         elif stored != party:
             raise ConflictError(f"this database belongs to the {stored} node, not {party}")
+        previous = meta.get("registry_hash")
+        if previous != registry.content_hash:
+            # The law the node applies changed (or is a what-if): evidence, like any act.
+            meta.set("registry_hash", registry.content_hash)
+            AccessRegister(s).record(
+                item_id=None,
+                user_id=None,
+                action="registry-change",
+                at=clock() if clock else datetime.now(UTC),
+                detail=f"{previous or 'none'} → {registry.content_hash}",
+                evidence={"from": previous, "to": registry.content_hash},
+            )
     return Node(
         party=party,
         registry=registry,

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from gsomia.core.errors import ConflictError, InputError, InvalidCursorError
+from gsomia.ledger.log import NewEntry, append_entries
 from gsomia.store.models import (
     AccessRow,
     ConsentRow,
@@ -502,13 +503,36 @@ class AccessRegister:
         self.s = session
 
     def record(
-        self, *, item_id: str | None, user_id: str | None, action: str, at: datetime, detail: str
+        self,
+        *,
+        item_id: str | None,
+        user_id: str | None,
+        action: str,
+        at: datetime,
+        detail: str,
+        evidence: dict[str, Any] | None = None,
     ) -> None:
+        """Record an act, and append it to the node's ledger in the same transaction.
+
+        Every act the node takes goes through here, so every act is a ledger entry: it commits
+        with the act or not at all. ``evidence`` adds what the entry should prove beyond the
+        register row (a decision's digest and registry hash, a receipt's digest, ...).
+        """
         self.s.execute(
             insert(AccessRow).values(
                 item_id=item_id, user_id=user_id, action=action, at=at, detail=detail
             )
         )
+        record: dict[str, Any] = {
+            "act": action,
+            "item": item_id,
+            "user": user_id,
+            "detail": detail,
+            "at": at.astimezone(UTC).isoformat(),
+        }
+        if evidence:
+            record["evidence"] = evidence
+        append_entries(self.s, [NewEntry(f"act.{action}", record, at)])
 
     def list(
         self,
