@@ -116,5 +116,10 @@ def test_a_served_node_over_a_socket(engine_kind: str, tmp_path: Path) -> None:
             register = client.get(
                 "/access-register", headers=as_auditor, params={"item_id": item["id"]}
             ).json()
-            assert [r["action"] for r in register["items"]] == ["create", "view", "read"]
+            assert [r["action"] for r in register["items"]] == [
+                "create",
+                "view",
+                "read",
+                "decision",
+            ]  # the dry run is evidence too
         assert served.process.poll() is None, served.log_text()
