@@ -52,7 +52,7 @@ from pymerkle import InmemoryTree, SqliteTree
 from rich.console import Console
 from rich.table import Table
 
-from gsomia.ledger.jcs import canonical_json
+from gsomia.core.jcs import canonical_json
 from gsomia.ledger.log import Ledger, NewEntry
 from gsomia.store import schema
 from gsomia.store.engine import Store

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsomia.ledger import jcs
-from gsomia.ledger.jcs import canonical_json
+from gsomia.core import jcs
+from gsomia.core.jcs import canonical_json
 
 APPENDIX_B = [
     ("0000000000000000", "0"),

@@ -17,10 +17,10 @@ from gsomia.core.errors import (
     LedgerInconsistentError,
     LedgerRangeError,
 )
+from gsomia.core.jcs import canonical_json
 from gsomia.crypto.keys import SigningPrivateKey
 from gsomia.ledger import merkle
 from gsomia.ledger.checkpoint import NoteVerifier, open_checkpoint
-from gsomia.ledger.jcs import canonical_json
 from gsomia.ledger.log import Ledger, NewEntry, append_entries, leaf_data
 from gsomia.store.engine import Store
 

@@ -1,39 +1,22 @@
 """Canonical JSON: the one byte form of a record that is signed, hashed or bound.
 
-For the values gsomia signs (objects, arrays, strings, integers, booleans, null) this is RFC 8785
-(JCS): keys sorted by code point, no insignificant white space, UTF-8. Floats are refused rather
-than canonicalised: none of our records needs one, and JCS's number form is the one part of the
-RFC that ``json.dumps`` does not reproduce.
+RFC 8785 (JCS), implemented once in :mod:`gsomia.core.jcs`; these are the two shapes the rest
+of gsomia asks for.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
+
+from gsomia.core.jcs import canonical_pair
 
 __all__ = ["canonical_bytes", "digest"]
 
 
-def _check(value: Any, path: str = "$") -> None:
-    if isinstance(value, float):
-        raise ValueError(f"{path}: floats are not canonicalised; use an integer or a string")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{path}: object keys must be strings")
-            _check(item, f"{path}.{key}")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]")
-
-
 def canonical_bytes(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value``."""
-    _check(value)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return canonical_pair(value)[1]
 
 
 def digest(value: Any) -> str:

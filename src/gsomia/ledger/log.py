@@ -47,10 +47,10 @@ from gsomia.core.errors import (
     LedgerRangeError,
     StorageError,
 )
+from gsomia.core.jcs import canonical_pair
 from gsomia.crypto.keys import SigningPrivateKey
 from gsomia.ledger import merkle
 from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, SignedNote, open_checkpoint
-from gsomia.ledger.jcs import canonical_pair
 from gsomia.ledger.merkle import HASH_SIZE, CompactRange, Subtree
 from gsomia.ledger.tables import LedgerCheckpointRow, LedgerEntryRow, LedgerHeadRow
 from gsomia.store.engine import Store
