@@ -300,6 +300,9 @@ def create_app(
         from gsomia.api.federation import federation_router
 
         app.include_router(federation_router(federation))
+        from gsomia.api.ledger import ledger_router
+
+        app.include_router(ledger_router(federation))
     from gsomia.api import export
 
     # Export-control answers are for authenticated users only, like the rest of the API.

@@ -1,11 +1,12 @@
-"""``gsomia audit``: verify the node's ledger, prove an entry, sign a checkpoint.
+"""``gsomia audit``: verify the node's ledger, prove an entry, sign a checkpoint, witness peers.
 
 The node's checkpoints are signed with its Ed25519 signing key under the origin
 ``gsomia.invalid/<PARTY>/ledger`` (also the key name), kept in the database, and the latest one
 is also written to ``DIR/ledger-checkpoint.txt``: a copy outside the database, so that a database
 rolled back to an older file is caught by ``audit verify`` (the checkpoint is then ahead of the
-log). Peers' copies, once witnessing exists, serve the same purpose and better: pass them with
-``--checkpoint``.
+log). Peers' copies serve the same purpose and better: each peer's ``audit witness`` cosigns this
+node's checkpoints (listed at its ``GET /api/v1/ledger/cosignatures``); pass them with
+``--checkpoint``. ``audit witness`` does the same for this node's peers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from gsomia.cli.common import console, err_console, now, print_json
 from gsomia.cli.node import DATA, JSON, open_from_dir, passphrase_from
@@ -260,3 +262,69 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+# -- witness ----------------------------------------------------------------------------------
+
+
+@audit_app.command("witness")
+def witness_cmd(
+    ctx: typer.Context,
+    data: Path = DATA,
+    peer: list[str] = typer.Option(
+        [], "--peer", metavar="PARTY", help="Witness only this peer (repeatable). Default: all."
+    ),
+    json: bool = JSON,
+) -> None:
+    """Fetch, verify and cosign each peer's latest ledger checkpoint.
+
+    A peer's checkpoint is cosigned only when its signature verifies with the pinned key and a
+    consistency proof shows it extends the last one cosigned. A peer whose checkpoints
+    contradict each other (a split view or a rewritten history) is reported and recorded as an
+    incident: exit 1. A peer that could not be reached or answered badly: exit 2. The key's
+    passphrase is read from $GSOMIA_KEY_PASSPHRASE.
+    """
+    from gsomia.ledger.witness import witness_peers
+    from gsomia.node.config import PASSPHRASE_ENV, load_encryption_key
+    from gsomia.node.federation import Federation
+
+    config = load_config(data)
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    signing_key = load_signing_key(config, passphrase)
+    encryption_key = load_encryption_key(config, passphrase)
+    node = open_from_dir(ctx, data)
+    try:
+        federation = Federation(node, signing_key=signing_key, encryption_key=encryption_key)
+        results = witness_peers(federation, parties=[p.upper() for p in peer] or None)
+    finally:
+        node.store.dispose()
+    if json:
+        print_json({"party": config.party, "results": [r.to_dict() for r in results]})
+    else:
+        table = Table("peer", "status", "size", "previous", "root hash", "detail")
+        for r in results:
+            table.add_row(
+                r.peer,
+                r.status,
+                "" if r.size is None else str(r.size),
+                "" if r.previous_size is None else str(r.previous_size),
+                _b64(r.root_hash)[:16] + "…" if r.root_hash is not None else "",
+                r.detail,
+            )
+        console.print(table)
+    bad = [r for r in results if r.status == "inconsistent"]
+    for r in bad:
+        err_console.print(
+            f"gsomia: INCONSISTENT ledger of {r.peer}: {r.detail} (incident {r.incident_id})",
+            soft_wrap=True,
+        )
+    if bad:
+        raise LedgerInconsistentError(
+            f"{len(bad)} peer{'s' if len(bad) != 1 else ''} signed inconsistent checkpoints: "
+            + ", ".join(r.peer for r in bad)
+        )
+    failed = [r for r in results if r.status == "error"]
+    for r in failed:
+        err_console.print(f"gsomia: could not witness {r.peer}: {r.detail}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)

@@ -1,0 +1,120 @@
+"""Ledger endpoints: checkpoints, proofs and cosignatures, for users and for peers.
+
+Users (bearer token): ``GET /api/v1/ledger/checkpoint``, ``/proofs/inclusion/{index}?size=``,
+``/proofs/consistency?old=&new=``, ``/cosignatures``.
+
+Peers (an RFC 9421 request signature by a pinned key, as the envelope intake; the nonce is
+remembered so that a request cannot be replayed): ``GET /federation/v1/checkpoint`` (the latest
+signed checkpoint, a fresh one signed first if the log grew) and ``GET
+/federation/v1/consistency?old=&new=``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
+
+from gsomia.api.app import Actor
+from gsomia.crypto.httpsig import WINDOW, verify_request
+from gsomia.ledger.log import Ledger, StoredCheckpoint
+from gsomia.ledger.witness import CHECKPOINT_PATH, CONSISTENCY_PATH, cosignatures, ledger_origin
+from gsomia.node.federation import Federation, real_now
+from gsomia.node.service import _require
+from gsomia.store.federation import Nonces
+from gsomia.store.records import Role
+
+NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
+Size = Annotated[int, Query(ge=0)]
+
+
+def _checkpoint_json(stored: StoredCheckpoint) -> dict[str, Any]:
+    return {
+        "origin": stored.origin,
+        "size": stored.size,
+        "root_hash": base64.b64encode(stored.root_hash).decode("ascii"),
+        "created_at": stored.created_at.isoformat(),
+        "note": stored.note,
+    }
+
+
+def ledger_router(fed: Federation) -> APIRouter:
+    router = APIRouter()
+    ledger = Ledger(fed.node.store)
+    origin = ledger_origin(fed.party)
+
+    def fresh_checkpoint() -> StoredCheckpoint:
+        """The latest signed checkpoint, after signing one of the whole log if it grew."""
+        latest = ledger.latest_checkpoint()
+        size, root = ledger.head()
+        if latest is not None and latest.size == size and latest.root_hash == root:
+            return latest
+        return ledger.checkpoint(fed.signing_key, origin, fed.node.now())
+
+    def peer_only(request: Request) -> None:
+        verified = verify_request(
+            method="GET", url=str(request.url), headers=dict(request.headers), body=b"",
+            pinned=fed.pinned_signing_key,
+        )  # fmt: skip
+        with fed.node.store.write() as s:  # a seen nonce is a replay (ReplayError)
+            Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+
+    # -- for users
+
+    @router.get("/api/v1/ledger/checkpoint", tags=["ledger"])
+    def checkpoint(actor: Actor) -> dict[str, Any]:
+        """The latest checkpoint this node signed (null if it has signed none)."""
+        _require(actor, Role.AUDITOR, Role.ADMIN, Role.RELEASE_AUTHORITY)
+        size, _ = ledger.head()
+        latest = ledger.latest_checkpoint()
+        return {
+            "log_size": size,
+            "checkpoint": _checkpoint_json(latest) if latest is not None else None,
+        }
+
+    @router.get("/api/v1/ledger/proofs/inclusion/{index}", tags=["ledger"])
+    def inclusion(actor: Actor, index: int, size: Size | None = None) -> dict[str, Any]:
+        _require(actor, Role.AUDITOR, Role.ADMIN, Role.RELEASE_AUTHORITY)
+        proof = ledger.inclusion_proof(index, size)
+        return {**proof.to_dict(), "root_hash": _b64(ledger.root(proof.size))}
+
+    @router.get("/api/v1/ledger/proofs/consistency", tags=["ledger"])
+    def consistency(actor: Actor, old: Size, new: Size | None = None) -> dict[str, Any]:
+        _require(actor, Role.AUDITOR, Role.ADMIN, Role.RELEASE_AUTHORITY)
+        return ledger.consistency_proof(old, new).to_dict()
+
+    @router.get("/api/v1/ledger/cosignatures", tags=["ledger"])
+    def held(actor: Actor) -> dict[str, Any]:
+        """The peers' checkpoints this node last cosigned, with its cosignature."""
+        _require(actor, Role.AUDITOR, Role.ADMIN, Role.RELEASE_AUTHORITY)
+        rows = [c.to_dict() for c in cosignatures(fed)]
+        return {"items": rows, "total": len(rows), "next_cursor": None}
+
+    # -- for peers
+
+    @router.get(CHECKPOINT_PATH, tags=["federation"], response_class=PlainTextResponse)
+    async def peer_checkpoint(request: Request) -> PlainTextResponse:
+        def answer() -> str:
+            peer_only(request)
+            return fresh_checkpoint().note
+
+        note = await run_in_threadpool(answer)
+        return PlainTextResponse(note, media_type=NOTE_MEDIA_TYPE)
+
+    @router.get(CONSISTENCY_PATH, tags=["federation"])
+    async def peer_consistency(request: Request, old: Size, new: Size) -> dict[str, Any]:
+        def answer() -> dict[str, Any]:
+            peer_only(request)
+            return ledger.consistency_proof(old, new).to_dict()
+
+        proof: dict[str, Any] = await run_in_threadpool(answer)
+        return proof
+
+    return router
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
