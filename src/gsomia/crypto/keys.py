@@ -103,19 +103,24 @@ def _shown(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SigningPublicKey:
-    """An Ed25519 public key: verifies a node's signatures."""
+class _PublicKey:
+    """What the two public key types share. They stay unrelated to each other, so a signing key
+    can never stand in for an encryption key (and equal bytes of the two never compare equal)."""
 
     raw: bytes
-    PREFIX: ClassVar[str] = "ed25519"
+    PREFIX: ClassVar[str] = ""
+    ALGORITHM: ClassVar[str] = ""
+    PURPOSE: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.raw, bytes) or len(self.raw) != RAW_KEY_BYTES:
-            raise InvalidPublicKeyError(f"an Ed25519 public key is {RAW_KEY_BYTES} raw bytes")
+            raise InvalidPublicKeyError(
+                f"an {self.ALGORITHM} public key is {RAW_KEY_BYTES} raw bytes"
+            )
 
     @classmethod
     def from_text(cls, text: str) -> Self:
-        return cls(_parse_text(text, cls.PREFIX, "signing key"))
+        return cls(_parse_text(text, cls.PREFIX, cls.PURPOSE))
 
     def to_text(self) -> str:
         return f"{self.PREFIX}:{_b64url(self.raw)}"
@@ -123,6 +128,18 @@ class SigningPublicKey:
     @property
     def key_id(self) -> str:
         return key_id(self.raw)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+@dataclass(frozen=True, slots=True)
+class SigningPublicKey(_PublicKey):
+    """An Ed25519 public key: verifies a node's signatures."""
+
+    PREFIX: ClassVar[str] = "ed25519"
+    ALGORITHM: ClassVar[str] = "Ed25519"
+    PURPOSE: ClassVar[str] = "signing key"
 
     @property
     def key(self) -> Ed25519PublicKey:
@@ -136,38 +153,18 @@ class SigningPublicKey:
             return False
         return True
 
-    def __str__(self) -> str:
-        return self.to_text()
-
 
 @dataclass(frozen=True, slots=True)
-class EncryptionPublicKey:
+class EncryptionPublicKey(_PublicKey):
     """An X25519 public key: what a sender wraps payload keys for."""
 
-    raw: bytes
     PREFIX: ClassVar[str] = "x25519"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.raw, bytes) or len(self.raw) != RAW_KEY_BYTES:
-            raise InvalidPublicKeyError(f"an X25519 public key is {RAW_KEY_BYTES} raw bytes")
-
-    @classmethod
-    def from_text(cls, text: str) -> Self:
-        return cls(_parse_text(text, cls.PREFIX, "encryption key"))
-
-    def to_text(self) -> str:
-        return f"{self.PREFIX}:{_b64url(self.raw)}"
-
-    @property
-    def key_id(self) -> str:
-        return key_id(self.raw)
+    ALGORITHM: ClassVar[str] = "X25519"
+    PURPOSE: ClassVar[str] = "encryption key"
 
     @property
     def key(self) -> X25519PublicKey:
         return X25519PublicKey.from_public_bytes(self.raw)
-
-    def __str__(self) -> str:
-        return self.to_text()
 
 
 # -- private keys -----------------------------------------------------------------------------
