@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import calendar
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
@@ -536,8 +536,3 @@ def _effective_events(instrument: Instrument, whatif: WhatIf) -> list[Event]:
 def _require_aware(at: datetime) -> None:
     if at.tzinfo is None or at.utcoffset() is None:
         raise InputError(f"instant {at.isoformat()} has no time zone")
-
-
-def events_between(events: Sequence[Event], start: datetime, end: datetime | None) -> list[Event]:
-    """The events with ``start <= at < end`` (``end`` None: no upper bound)."""
-    return [e for e in events if e.at >= start and (end is None or e.at < end)]

@@ -30,7 +30,7 @@ Rules (docs/decisions.md has the table):
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -1011,10 +1011,3 @@ def equivalent_label(
         if at_hub is not None:
             found = t.equivalents.get((instrument_id, hub.party, at_hub[0], to_party))
     return label.remarked(scheme, found[0]) if found else None
-
-
-def decisions_for(
-    registry: Registry, requests: Iterable[ReleaseRequest], at: datetime
-) -> list[Decision]:
-    """Decide many requests at one instant (the link and the nodes' batch path)."""
-    return [decide(registry, r, at) for r in requests]

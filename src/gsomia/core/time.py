@@ -152,8 +152,3 @@ def parse_instant(text: str, tz: tzinfo) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     return fixed(parsed)
-
-
-def utc(instant: datetime) -> datetime:
-    """The same instant in UTC, for stable storage and comparison in output."""
-    return instant.astimezone(UTC)

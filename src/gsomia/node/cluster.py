@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from gsomia.core.errors import GsomiaError, PeerUnreachableError
+from gsomia.core.errors import PeerUnreachableError
 from gsomia.core.registry import Registry
 from gsomia.node.config import PASSPHRASE_ENV, init_node, load_config
 from gsomia.node.federation import Federation
@@ -210,8 +210,3 @@ def _federation(node: Any, data_dir: Path) -> Federation:
         signing_key=load_signing_key(config, None),
         encryption_key=load_encryption_key(config, None),
     )
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise GsomiaError(message)

@@ -14,7 +14,6 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from gsomia.core.canonical import digest
 from gsomia.core.errors import (
@@ -532,11 +531,6 @@ class Node:
             return AccessRegister(s).list(
                 item_id=item_id, user_id=user_id, action=action, limit=limit, cursor=cursor
             )
-
-    def meta(self) -> dict[str, Any]:
-        with self.store.read() as s:
-            stored = NodeMeta(s).get("party")
-        return {"party": self.party, "stored_party": stored}
 
 
 _ITEM_ID = re.compile(r"[0-9A-Za-z-]{1,64}")

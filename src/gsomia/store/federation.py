@@ -286,9 +286,6 @@ class Outbox:
         if give_up:
             row.status = "failed"
 
-    def pending_count(self) -> int:
-        return len(list(self.s.scalars(select(OutboxRow.id).where(OutboxRow.status == "pending"))))
-
     def next_due(self) -> datetime | None:
         """When the next pending entry may be claimed: a leased one only when its lease ends."""
         due = case(
