@@ -54,26 +54,25 @@ import os
 import platform
 import queue
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
+from _serve import START_DEADLINE, Server, cpu_seconds, serve  # bench/_serve.py
 from gsomia.loader import load_registry
 from gsomia.node.cluster import Cluster
 from gsomia.node.config import load_config
@@ -106,29 +105,11 @@ QUICK = Sizes(shares=80, reps=3, warmup=20, latency_s=3.0, latency_reps=1)
 OFFERED_RATE = 100.0  # shares/s in the latency phase
 LATENCY_SENDERS = 8  # threads the open-loop dispatcher hands sends to
 
-START_DEADLINE = 60.0
-STOP_DEADLINE = 15.0
 POLL = 0.01  # seconds between completion checks (bounded by a deadline)
 OPEN = ("queued", "awaiting-consent")  # share states that are not an outcome yet
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process so far (Linux /proc), or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_of(pids: Sequence[int]) -> float | None:
@@ -188,56 +169,13 @@ def parse_instant(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("GSOMIA_KEY_PASSPHRASE", None)
-    return env
-
-
 # -- the bare ceiling -------------------------------------------------------------------------
 
 
-@dataclass
-class BareServer:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: IO[bytes]
-
-
-@contextlib.contextmanager
-def bare_server(workdir: Path, name: str, args: Sequence[str]) -> Iterator[BareServer]:
-    port = free_port()
-    log = open(workdir / f"bare-{name}.log", "wb")  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(
-        [sys.executable, str(BARE_SCRIPT), "--port", str(port), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=child_env(),
-    )
-    server = BareServer(process, f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        with httpx.Client(base_url=server.url, timeout=2.0) as client:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"bare server {name} exited with {process.returncode}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get("/health").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"bare server {name} did not answer /health in time")
-                time.sleep(0.05)  # a poll interval under the deadline above
-        yield server
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_DEADLINE)
-        log.close()
+def bare_server(
+    workdir: Path, name: str, args: Sequence[str]
+) -> contextlib.AbstractContextManager[Server]:
+    return serve(f"bare-{name}", [sys.executable, str(BARE_SCRIPT), *args], workdir)
 
 
 # -- the two nodes ----------------------------------------------------------------------------
@@ -535,7 +473,7 @@ class Bare:
     outcome: Outcome
 
 
-def bare_rep(relay: BareServer, pids: Sequence[int], n: int, threads: int) -> Bare:
+def bare_rep(relay: Server, pids: Sequence[int], n: int, threads: int) -> Bare:
     latencies = [0.0] * n
     ok = [False] * n
     errors: list[str] = []

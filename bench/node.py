@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,13 +50,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
+
+from _serve import Server, child_env, serve  # bench/_serve.py
 
 BENCH_DIR = Path(__file__).resolve().parent
 CEILING_SCRIPT = BENCH_DIR / "_ceiling_app.py"
@@ -75,18 +76,9 @@ QUICK = {"requests": 200, "warmup": 30, "reps": 3}
 
 APPS = ("gsomia", "ceiling")
 OPS = ("create", "read")
-START_DEADLINE = 60.0  # seconds for a server to answer /health
-STOP_DEADLINE = 15.0
 
 
 # -- servers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def gsomia_command() -> list[str]:
@@ -94,12 +86,6 @@ def gsomia_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "from gsomia.cli.main import run; run()"]
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("GSOMIA_KEY_PASSPHRASE", None)  # the bench node's keys need no passphrase
-    return env
 
 
 def run_cli(args: Sequence[str]) -> str:
@@ -114,72 +100,6 @@ def run_cli(args: Sequence[str]) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"gsomia {' '.join(args[:2])} failed: {done.stderr.strip()}")
     return done.stdout
-
-
-@dataclass
-class Server:
-    """One uvicorn server in a child process: its URL, its pid and its log file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    url: str
-    log: IO[bytes]
-
-    def cpu_seconds(self) -> float | None:
-        """User plus system CPU time of the server process so far (Linux /proc), or None."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_tail(self) -> str:
-        self.log.flush()
-        with open(self.log.name, "rb") as f:
-            return f.read()[-2000:].decode(errors="replace")
-
-
-@contextlib.contextmanager
-def serve(name: str, command: Sequence[str], workdir: Path) -> Iterator[Server]:
-    """Start ``command`` (which serves on the given port), wait for /health, stop it afterwards."""
-    port = free_port()
-    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=child_env(),
-    )
-    server = Server(name, process, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_healthy(server)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_DEADLINE)
-        log.close()
-
-
-def wait_healthy(server: Server) -> None:
-    deadline = time.monotonic() + START_DEADLINE
-    with httpx.Client(base_url=server.url, timeout=2.0) as client:
-        while True:
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"{server.name} exited with {server.process.returncode}: {server.log_tail()}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if client.get("/health").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} did not answer /health within {START_DEADLINE}s")
-            time.sleep(0.05)  # a poll interval under the deadline above, not a fixed wait
 
 
 # -- databases --------------------------------------------------------------------------------
