@@ -247,11 +247,19 @@ def serve_cmd(
         help="Simulation: serve under a what-if history without this recorded event.",
     ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level."),
+    link_under: list[str] = typer.Option(
+        [],
+        "--link-under",
+        metavar="INSTRUMENT",
+        help="Route missile-warning tracks under this instrument (repeat, in order of "
+        "preference; default: every link instrument naming this party).",
+    ),
 ) -> None:
     """Serve the node's HTTP API (uvicorn) until interrupted."""
     import uvicorn
 
     from gsomia.api.app import create_app
+    from gsomia.node.link import LinkOptions
 
     node = open_from_dir(ctx, data, database, clock, without)
     config = load_config(data)
@@ -268,7 +276,8 @@ def serve_cmd(
         + (f", what-if without {', '.join(without)}" if without else "")
         + ")"
     )
-    app = create_app(node, federation)
+    under = tuple(node.registry.instrument(i).id for i in link_under)
+    app = create_app(node, federation, link=LinkOptions(under=under))
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 

@@ -69,6 +69,7 @@ class Cluster:
     parties: Sequence[str] = ("JPN", "KOR", "USA")
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     registry_dirs: Sequence[str] = ()
+    link_under: Sequence[str] = ()  # instruments the nodes route tracks under (--link-under)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -148,6 +149,8 @@ class Cluster:
             command += ["--clock", clock]
         for event in without:
             command += ["--without", event]
+        for instrument in self.link_under:
+            command += ["--link-under", instrument]
         proc.log_file = proc.data_dir / "serve.log"
         log = proc.log_file.open("ab")
         env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
