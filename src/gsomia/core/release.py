@@ -30,6 +30,7 @@ Rules (docs/decisions.md has the table):
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +54,7 @@ __all__ = [
     "RouteOption",
     "decide",
     "enforce",
+    "holds_until",
 ]
 
 RULES = (
@@ -248,6 +250,18 @@ class Decision:
             "registry_hash": self.registry_hash,
             "hypothetical": self.hypothetical,
         }
+
+
+def holds_until(registry: Registry, at: datetime) -> float:
+    """The POSIX time up to which a decision made at ``at`` stands (``inf`` if for ever).
+
+    Nothing a decision depends on changes before the registry's next change point (an entry
+    into force, a notice taking effect, a suspension), so a stream that decides once per track
+    re-decides when the clock reaches it.
+    """
+    points = _tables(registry).change_points
+    i = bisect.bisect_right(points, at.timestamp())
+    return points[i] if i < len(points) else math.inf
 
 
 def enforce(registry: Registry, request: ReleaseRequest, at: datetime) -> Decision:
