@@ -9,86 +9,19 @@ leaves KOR, and users without clearance or need-to-know receive nothing.
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
-import httpx
 import pytest
+from tests.link.support import SENSOR_MARK, Subscriber, flight, poll, post
 
 from gsomia import load_registry
-from gsomia.core.labels import SecurityLabel
-from gsomia.link.simulator import Launch, simulate
-from gsomia.link.sse import SseParser
-from gsomia.link.tracks import GeoPoint, SensorMetadata, to_wire
-from gsomia.node.cluster import Cluster, NodeProcess
+from gsomia.node.cluster import Cluster
 from gsomia.node.config import load_config
 from gsomia.node.service import open_node
 
 pytestmark = pytest.mark.slow
-
-_T = TypeVar("_T")
-SENSOR_MARK = "GREEN-PINE-BLOCK-C-AT-SITE-7"  # a string that must never leave KOR
-
-
-def poll(probe: Callable[[], _T | None], *, timeout: float = 60.0, what: str = "condition") -> _T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling interval, bounded by the deadline
-
-
-class Subscriber:
-    """A console's SSE subscription in a thread; reconnects with Last-Event-ID when dropped."""
-
-    def __init__(self, proc: NodeProcess, token: str) -> None:
-        self.proc, self.token = proc, token
-        self.events: list[dict[str, Any]] = []
-        self.last_id: str | None = None
-        self.connected = threading.Event()
-        self.reconnects = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            headers = {"Authorization": f"Bearer {self.token}"}
-            if self.last_id is not None:
-                headers["Last-Event-ID"] = self.last_id
-            try:
-                with httpx.stream(
-                    "GET", self.proc.url + "/api/v1/link/stream", headers=headers, timeout=None
-                ) as response:
-                    response.raise_for_status()
-                    self.connected.set()
-                    parser = SseParser()
-                    for line in response.iter_lines():
-                        event = parser.feed(line)
-                        if event is None:
-                            continue
-                        self.last_id = event.id
-                        self.events.append(event.json())
-                        if self._stop.is_set():
-                            return
-            except httpx.HTTPError:
-                pass
-            self.connected.clear()
-            self.reconnects += 1
-            self._stop.wait(0.05)  # reconnection back-off while the node is down
-
-    def seqs(self, track: str) -> list[int]:
-        return [e["seq"] for e in self.events if e["track_id"] == track and e["kind"] == "update"]
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 @pytest.fixture
@@ -117,35 +50,6 @@ def trilateral(tmp_path: Path) -> Iterator[tuple[Cluster, dict[str, dict[str, st
         cluster.stop()
 
 
-def _flight(n_max: int | None = None) -> list[dict[str, Any]]:
-    label = SecurityLabel(
-        originator="KOR",
-        policy="KOR",
-        classification="gunsa-2",
-        releasable_to=frozenset({"USA", "JPN"}),
-        topics=frozenset({"dprk-missile"}),
-    )
-    launch = Launch(
-        site=GeoPoint(39.0, 125.7),
-        time=datetime.now(UTC),
-        azimuth_deg=95.0,
-        range_km=600.0,
-        rate_hz=1.0,
-    )
-    sensor = SensorMetadata(sensor_type=SENSOR_MARK)
-    updates = list(simulate(launch, "KOR-E2E-1", label, sensor))[:n_max]
-    wires = [to_wire(u) for u in updates]
-    wires[0] = {**wires[0], "sensor": {"sensor_type": SENSOR_MARK}}  # local metadata at intake
-    return wires
-
-
-def _post(proc: NodeProcess, wires: list[dict[str, Any]]) -> None:
-    with proc.client(timeout=30) as c:
-        for i in range(0, len(wires), 50):
-            r = c.post("/api/v1/link/updates", json={"updates": wires[i : i + 50]})
-            assert r.status_code == 202, r.text
-
-
 def test_launch_to_impact_through_the_hub_with_a_hub_restart(
     trilateral: tuple[Cluster, dict[str, dict[str, str]]],
 ) -> None:
@@ -161,19 +65,19 @@ def test_launch_to_impact_through_the_hub_with_a_hub_restart(
     ]
     for w in [*watchers.values(), *blind]:
         assert w.connected.wait(10)
-    wires = _flight()
+    wires = flight()
     n = len(wires)
     third = n // 3
     track = wires[0]["track_id"]
 
-    _post(kor, wires[:third])
+    post(kor, wires[:third])
     poll(lambda: len(watchers["JPN"].seqs(track)) >= third, what="JPN to see the first third")
 
     # The hub dies mid-flight; KOR keeps accepting (and acknowledging) updates meanwhile.
     cluster.stop(["USA"], kill=True)
-    _post(kor, wires[third : 2 * third])
+    post(kor, wires[third : 2 * third])
     cluster.start(["USA"])
-    _post(kor, wires[2 * third :])
+    post(kor, wires[2 * third :])
 
     expected = list(range(n))
     for party, w in watchers.items():
@@ -211,17 +115,17 @@ def test_a_late_subscriber_first_gets_the_active_tracks(
 ) -> None:
     cluster, tokens = trilateral
     kor, jpn = cluster.nodes["KOR"], cluster.nodes["JPN"]
-    wires = _flight(n_max=30)  # still in flight: no impact yet
+    wires = flight(n_max=30)  # still in flight: no impact yet
     early = Subscriber(jpn, tokens["JPN"]["officer"])
     assert early.connected.wait(10)
-    _post(kor, wires[:20])
+    post(kor, wires[:20])
     poll(lambda: len(early.seqs(wires[0]["track_id"])) == 20, what="JPN to see 20 updates")
 
     late = Subscriber(jpn, tokens["JPN"]["officer"])
     state = poll(lambda: [e for e in late.events if e["kind"] == "state"], what="the state")
     assert len(state) == 1
     assert state[0]["seq"] == 19 and len(state[0]["trajectory"]) == 20
-    _post(kor, wires[20:])
+    post(kor, wires[20:])
     poll(lambda: late.seqs(wires[0]["track_id"]) == list(range(20, 30)), what="the rest, live")
     for s in (early, late):
         s.stop()

@@ -54,6 +54,11 @@ def _problem(e: GsomiaError) -> dict[str, Any]:
     return {"code": e.code, "detail": str(e)}
 
 
+def _sse(event: dict[str, Any]) -> str:
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {event['pos']}\nevent: {event['kind']}\ndata: {data}\n\n"
+
+
 def link_router(link: LinkService) -> APIRouter:
     router = APIRouter()
     fed = link.federation
@@ -132,22 +137,31 @@ def link_router(link: LinkService) -> APIRouter:
         conn = _ServerConn(ws)
         inflight: set[asyncio.Future[None]] = set()
 
-        async def one(update: dict[str, Any]) -> None:
-            key = [update.get("track_id"), update.get("seq")]
-            try:
-                await link.ingest(actor, update)
-                await conn.send_json({"t": "a", "k": [key]})
-            except GsomiaError as e:
-                await conn.send_json({"t": "r", "k": key, "problem": _problem(e)})
+        async def acknowledge(keys: list[Any], futures: list[asyncio.Future[int]]) -> None:
+            # One answer for what one message brought, in its order, once all of it is durable.
+            acked: list[Any] = []
+            for key, future in zip(keys, futures, strict=True):
+                try:
+                    await future
+                    acked.append(key)
+                except GsomiaError as e:
+                    await conn.send_json({"t": "r", "k": key, "problem": _problem(e)})
+            if acked:
+                await conn.send_json({"t": "a", "k": acked})
 
         try:
             while True:
                 data = json.loads(await ws.receive_text())
-                for update in data if isinstance(data, list) else [data]:
-                    # Accepted in order now; acknowledged once durable, without waiting here.
-                    task = asyncio.ensure_future(one(update if isinstance(update, dict) else {}))
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
+                updates = data if isinstance(data, list) else [data]
+                keys: list[Any] = []
+                futures: list[asyncio.Future[int]] = []
+                for update in updates:
+                    update = update if isinstance(update, dict) else {}
+                    keys.append([update.get("track_id"), update.get("seq")])
+                    futures.append(link.offer(actor, update))
+                task = asyncio.ensure_future(acknowledge(keys, futures))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
         except (WebSocketDisconnect, ValueError):
             pass
 
@@ -182,8 +196,7 @@ def link_router(link: LinkService) -> APIRouter:
                     except StopAsyncIteration:
                         return
                     pending = None
-                    data = json.dumps(event, separators=(",", ":"))
-                    yield f"id: {event['pos']}\nevent: {event['kind']}\ndata: {data}\n\n"
+                    yield _sse(event)
             finally:
                 if pending is not None:
                     pending.cancel()
@@ -209,7 +222,12 @@ def link_router(link: LinkService) -> APIRouter:
 
     @router.get("/api/v1/link/stats", tags=["link"])
     async def stats(actor: Actor) -> dict[str, Any]:
-        return {"party": link.party, "under": list(link.under), **link.stats.summary()}
+        return {
+            "party": link.party,
+            "under": list(link.under),
+            "consents": {"asked": link.consents_asked, "granted": link.consents_granted},
+            **link.stats.summary(),
+        }
 
     @router.get("/api/v1/link/peers", tags=["link"])
     async def peers(actor: Actor) -> dict[str, Any]:

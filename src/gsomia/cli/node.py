@@ -254,6 +254,15 @@ def serve_cmd(
         help="Route missile-warning tracks under this instrument (repeat, in order of "
         "preference; default: every link instrument naming this party).",
     ),
+    tak_port: int | None = typer.Option(
+        None, "--tak-port", min=0, max=65535, help="Serve TAK clients (CoT over TCP) here."
+    ),
+    tak_user: str | None = typer.Option(
+        None, "--tak-user", help="The user TAK clients act as (their clearance filters)."
+    ),
+    tak_classification: str | None = typer.Option(
+        None, "--tak-classification", help="Level of the tracks TAK clients feed."
+    ),
 ) -> None:
     """Serve the node's HTTP API (uvicorn) until interrupted."""
     import uvicorn
@@ -277,7 +286,17 @@ def serve_cmd(
         + ")"
     )
     under = tuple(node.registry.instrument(i).id for i in link_under)
-    app = create_app(node, federation, link=LinkOptions(under=under))
+    if tak_port is not None and not (tak_user and tak_classification):
+        raise InputError("--tak-port needs --tak-user and --tak-classification")
+    if tak_classification is not None:
+        node.level(tak_classification)  # an unknown level is one clear error, before serving
+    options = LinkOptions(
+        under=under,
+        tak_port=tak_port,
+        tak_user=tak_user,
+        tak_classification=tak_classification,
+    )
+    app = create_app(node, federation, link=options)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 

@@ -70,6 +70,7 @@ class Cluster:
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     registry_dirs: Sequence[str] = ()
     link_under: Sequence[str] = ()  # instruments the nodes route tracks under (--link-under)
+    serve_args: dict[str, list[str]] = field(default_factory=dict)  # more, per party
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -151,6 +152,7 @@ class Cluster:
             command += ["--without", event]
         for instrument in self.link_under:
             command += ["--link-under", instrument]
+        command += self.serve_args.get(proc.party, [])
         proc.log_file = proc.data_dir / "serve.log"
         log = proc.log_file.open("ab")
         env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}

@@ -59,6 +59,7 @@ from gsomia.core.errors import (
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.release import Decision, ReleaseRequest, decide, holds_until
 from gsomia.crypto.httpsig import sign_request
+from gsomia.link.tak import TakServer
 from gsomia.link.tracks import Phase, TrackUpdate, from_wire, to_wire
 from gsomia.node.service import ITEM_ROLES, _require
 from gsomia.store.link import JournalEntry, LinkJournal
@@ -87,6 +88,13 @@ class LinkOptions:
     under: tuple[str, ...] = ()
     subscriber_queue: int = 20_000
     stats_window: int = 100_000
+    # TAK clients (Cursor-on-Target over TCP): where to listen, as which user (whose clearance
+    # filters what they see and who is the producer of what they feed), and the classification
+    # (a level of this node's scheme) of the tracks they feed.
+    tak_port: int | None = None
+    tak_host: str = "127.0.0.1"
+    tak_user: str | None = None
+    tak_classification: str | None = None
 
 
 @dataclass(slots=True)
@@ -338,11 +346,15 @@ class LinkService:
         self._dup_acks: dict[str, list[tuple[str, int]]] = {}
         self._consents: dict[int, asyncio.Future[bool]] = {}
         self._consent_ids = 0
+        self.consents_asked = 0
+        self.consents_granted = 0
         self._next_pos = 1
         self.committed_pos = 0
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._stopping = False
+        self.tak: TakServer | None = None
+        self._tak_user: User | None = None
 
     def _default_under(self) -> tuple[str, ...]:
         reg = self.node.registry
@@ -384,9 +396,43 @@ class LinkService:
                     stream.acked_pos = cursors.get(hop, 0)
                     stream.send(e.pos, self._frame_entry(e, e.forward[hop]))
         self._writer = asyncio.create_task(self._write_loop())
+        if self.options.tak_port is not None:
+            await self._start_tak()
+
+    async def _start_tak(self) -> None:
+        opts = self.options
+        if not opts.tak_user or not opts.tak_classification:
+            raise InputError("a TAK port needs a TAK user and a classification for its tracks")
+        user = await asyncio.to_thread(self.node.find_user, opts.tak_user)
+        if user is None or not user.active:
+            raise InputError(f"no active user {opts.tak_user!r} for the TAK port")
+        _require(user, *ITEM_ROLES)
+        level = self.node.level(opts.tak_classification)
+        label = SecurityLabel(
+            originator=self.party,
+            policy=self.node.scheme.id,
+            classification=level.id,
+            releasable_to=frozenset(self._finals()),
+            topics=frozenset({"dprk-missile"}),
+        )
+        self._tak_user = user
+        self.tak = TakServer(
+            ingest=self._tak_ingest,
+            originator=self.party,
+            label=label,
+            host=opts.tak_host,
+            port=opts.tak_port or 0,
+        )
+        await self.tak.start()
+        log.warning("TAK (CoT over TCP) on %s:%s as %s", opts.tak_host, self.tak.port, user.name)
+
+    async def _tak_ingest(self, update: TrackUpdate) -> None:
+        await self.offer(self._tak_user, to_wire(update))
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.tak is not None:
+            await self.tak.stop()
         tasks = [s.task for s in self._streams.values() if s.task is not None]
         for t in tasks:
             t.cancel()
@@ -422,25 +468,34 @@ class LinkService:
 
     # -- intake
 
-    async def ingest(self, actor: User | None, data: dict[str, Any]) -> int:
-        """Accept one update from this node's own producers; the journal position once durable.
+    def offer(self, actor: User | None, data: dict[str, Any]) -> asyncio.Future[int]:
+        """Accept one update from this node's own producers, in the order offered.
 
-        ``data`` is the wire form, plus an optional ``sensor`` object kept here only.
+        ``data`` is the wire form, plus an optional ``sensor`` object kept on this node only.
+        The future gives the journal position once the update is durable, or the refusal.
         """
-        if actor is not None:
-            _require(actor, *ITEM_ROLES)
-        data = dict(data)
-        sensor = data.pop("sensor", None)
-        if sensor is not None and not isinstance(sensor, dict):
-            raise InvalidTrackError("'sensor' must be an object")
-        update = from_wire(data)
-        if update.originator != self.party:
-            raise ForbiddenError(
-                f"this node ingests {self.party}'s tracks only, not {update.originator}'s"
-            )
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        try:
+            if actor is not None:
+                _require(actor, *ITEM_ROLES)
+            data = dict(data)
+            sensor = data.pop("sensor", None)
+            if sensor is not None and not isinstance(sensor, dict):
+                raise InvalidTrackError("'sensor' must be an object")
+            update = from_wire(data)
+            if update.originator != self.party:
+                raise ForbiddenError(
+                    f"this node ingests {self.party}'s tracks only, not {update.originator}'s"
+                )
+        except GsomiaError as e:
+            future.set_exception(e)
+            return future
         self._offer(update, None, None, {"sensor": sensor, "future": future})
-        return await future
+        return future
+
+    async def ingest(self, actor: User | None, data: dict[str, Any]) -> int:
+        """:meth:`offer`, awaited: the journal position of the durable update."""
+        return await self.offer(actor, data)
 
     def receive(self, sender: str, frame: list[dict[str, Any]], conn: Conn) -> None:
         """Entries of a verified frame from peer ``sender``."""
@@ -721,6 +776,7 @@ class LinkService:
         granted = False
         if conn is not None:
             self._consent_ids += 1
+            self.consents_asked += 1
             ident = self._consent_ids
             future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._consents[ident] = future
@@ -742,6 +798,7 @@ class LinkService:
                 self._consents.pop(ident, None)
         instrument = asks[0][1]
         if granted:
+            self.consents_granted += 1
             with_consent = consents | {originator}
             for final, under in asks:
                 chosen = self._onward(update, final, with_consent, under)
@@ -885,6 +942,10 @@ class LinkService:
                 self._record_latency(e, now_ns)
                 event = _event(e, "update", now_ns)
                 self._publish(event, e.level_rank, e.topics, e.compartments)
+                if self.tak is not None and self._tak_user is not None:
+                    vis = self.node.visibility(self._tak_user)
+                    if visible_to(vis, e.level_rank, e.topics, e.compartments):
+                        self._spawn(self.tak.publish(from_wire({**e.body, "label": e.label})))
             del state
         for sender, keys in acks.items():
             conn = self._upstream.get(sender)
