@@ -330,3 +330,9 @@ class TrackFieldRefusedError(InvalidTrackError):
     """A track update carrying a field the link does not share: sensor metadata or unknown."""
 
     code = "track-field-refused"
+
+
+class CotStreamError(InputError):
+    """A TAK client's byte stream that cannot be cut into CoT events (one over the size limit)."""
+
+    code = "invalid-cot-stream"
