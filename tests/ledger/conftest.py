@@ -20,6 +20,8 @@ from sqlalchemy.pool import NullPool
 
 from gsomia.crypto.keys import SigningPrivateKey
 from gsomia.ledger.checkpoint import NoteVerifier
+from gsomia.loader import load_registry
+from gsomia.node.cluster import Cluster
 from gsomia.store import schema
 from gsomia.store.engine import Store, make_engine
 
@@ -76,3 +78,15 @@ def log_key() -> SigningPrivateKey:
 @pytest.fixture(scope="session")
 def log_verifier(log_key: SigningPrivateKey) -> NoteVerifier:
     return NoteVerifier(ORIGIN, log_key.public_key)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """JPN, KOR and USA as ``gsomia node serve`` processes, each pinning the others' keys."""
+    made = Cluster(root=tmp_path / "cluster", registry=load_registry())
+    try:
+        made.create(now=datetime.now(UTC))
+        made.start()
+        yield made
+    finally:
+        made.stop()

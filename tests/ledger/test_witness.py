@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,17 +184,6 @@ def merkle_b64(raw: bytes) -> str:
 
 
 # -- three nodes ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    made = Cluster(root=tmp_path / "cluster", registry=load_registry())
-    try:
-        made.create(now=datetime.now(UTC))
-        made.start()
-        yield made
-    finally:
-        made.stop()
 
 
 def witness(cluster: Cluster, party: str) -> tuple[int, dict[str, dict[str, Any]]]:

@@ -1,12 +1,17 @@
 """Ledger endpoints: checkpoints, proofs and cosignatures, for users and for peers.
 
 Users (bearer token): ``GET /api/v1/ledger/checkpoint``, ``/proofs/inclusion/{index}?size=``,
-``/proofs/consistency?old=&new=``, ``/cosignatures``.
+``/proofs/consistency?old=&new=``, ``/cosignatures`` (the peers' checkpoints this node last
+cosigned) and ``/cosignatures/received`` (the witnesses' cosignatures of this node's checkpoints).
 
 Peers (an RFC 9421 request signature by a pinned key, as the envelope intake; the nonce is
 remembered so that a request cannot be replayed): ``GET /federation/v1/checkpoint`` (the latest
-signed checkpoint, a fresh one signed first if the log grew) and ``GET
-/federation/v1/consistency?old=&new=``.
+signed checkpoint, a fresh one signed first if the log grew), ``GET
+/federation/v1/consistency?old=&new=``, ``POST /federation/v1/cosignatures`` (a witness sends
+back its cosignature of one of this node's checkpoints: kept if it verifies with the witness's
+pinned key and the checkpoint is one this node signed), ``GET /federation/v1/cosignatures`` (the
+cosignatures kept) and ``GET /federation/v1/witnessed/{party}`` (the latest checkpoint of
+``party`` this node cosigned, so that witnesses can compare notes).
 """
 
 from __future__ import annotations
@@ -19,16 +24,27 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from gsomia.api.app import Actor
-from gsomia.crypto.httpsig import WINDOW, verify_request
+from gsomia.core.errors import InputError
+from gsomia.crypto.httpsig import WINDOW, VerifiedRequest, verify_request
+from gsomia.ledger.checkpoint import NoteVerifier
 from gsomia.ledger.log import Ledger, StoredCheckpoint
-from gsomia.ledger.witness import CHECKPOINT_PATH, CONSISTENCY_PATH, cosignatures, ledger_origin
+from gsomia.ledger.witness import (
+    CHECKPOINT_PATH,
+    CONSISTENCY_PATH,
+    COSIGNATURES_PATH,
+    NOTE_MEDIA_TYPE,
+    WITNESSED_PATH,
+    cosignatures,
+    cosigned_of,
+    ledger_origin,
+)
 from gsomia.node.federation import Federation, real_now
 from gsomia.node.service import _require
 from gsomia.store.federation import Nonces
 from gsomia.store.records import Role
 
-NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
 Size = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def _checkpoint_json(stored: StoredCheckpoint) -> dict[str, Any]:
@@ -54,13 +70,28 @@ def ledger_router(fed: Federation) -> APIRouter:
             return latest
         return ledger.checkpoint(fed.signing_key, origin, fed.node.now())
 
-    def peer_only(request: Request) -> None:
+    def peer_only(request: Request, body: bytes = b"") -> VerifiedRequest:
         verified = verify_request(
-            method="GET", url=str(request.url), headers=dict(request.headers), body=b"",
-            pinned=fed.pinned_signing_key,
+            method=request.method, url=str(request.url), headers=dict(request.headers),
+            body=body, pinned=fed.pinned_signing_key,
         )  # fmt: skip
         with fed.node.store.write() as s:  # a seen nonce is a replay (ReplayError)
             Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+        return verified
+
+    def received(witness: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        """A page of the witnesses' cosignatures of this node's checkpoints, newest first."""
+        before = None
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise InputError("cursor: not a cursor of this list")
+            before = int(cursor)
+        rows = ledger.cosignatures(witness=witness, limit=limit, before=before)
+        return {
+            "items": [r.to_dict() for r in rows],
+            "total": ledger.cosignature_count(witness=witness),
+            "next_cursor": str(rows[-1].id) if len(rows) == limit else None,
+        }
 
     # -- for users
 
@@ -93,6 +124,14 @@ def ledger_router(fed: Federation) -> APIRouter:
         rows = [c.to_dict() for c in cosignatures(fed)]
         return {"items": rows, "total": len(rows), "next_cursor": None}
 
+    @router.get("/api/v1/ledger/cosignatures/received", tags=["ledger"])
+    def received_by_users(
+        actor: Actor, witness: str | None = None, limit: Limit = 100, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """The witnesses' cosignatures of this node's checkpoints, as they sent them back."""
+        _require(actor, Role.AUDITOR, Role.ADMIN, Role.RELEASE_AUTHORITY)
+        return received(witness, limit, cursor)
+
     # -- for peers
 
     @router.get(CHECKPOINT_PATH, tags=["federation"], response_class=PlainTextResponse)
@@ -112,6 +151,51 @@ def ledger_router(fed: Federation) -> APIRouter:
 
         proof: dict[str, Any] = await run_in_threadpool(answer)
         return proof
+
+    @router.post(COSIGNATURES_PATH, tags=["federation"])
+    async def peer_cosignature(request: Request) -> dict[str, Any]:
+        """A witness's cosignature of one of this node's checkpoints (the note, as text)."""
+        body = await request.body()
+
+        def answer() -> dict[str, Any]:
+            witness = peer_only(request, body).party
+            key = fed.pinned_signing_key(witness)
+            if key is None:  # removed since the request was verified
+                raise InputError(f"{witness} is no longer a peer")
+            kept, new = ledger.keep_cosignature(
+                body,
+                log_key=NoteVerifier(origin, fed.signing_key.public_key),
+                witness=witness,
+                witness_key=NoteVerifier(ledger_origin(witness), key),
+                at=fed.node.now(),
+            )
+            return {**kept.to_dict(), "new": new}
+
+        kept: dict[str, Any] = await run_in_threadpool(answer)
+        return kept
+
+    @router.get(COSIGNATURES_PATH, tags=["federation"])
+    async def peer_cosignatures(
+        request: Request, witness: str | None = None, limit: Limit = 100, cursor: str | None = None
+    ) -> dict[str, Any]:
+        def answer() -> dict[str, Any]:
+            peer_only(request)
+            return received(witness, limit, cursor)
+
+        page: dict[str, Any] = await run_in_threadpool(answer)
+        return page
+
+    @router.get(WITNESSED_PATH + "/{party}", tags=["federation"])
+    async def peer_witnessed(request: Request, party: str) -> dict[str, Any]:
+        """The latest checkpoint of ``party`` this node cosigned (null if none)."""
+
+        def answer() -> dict[str, Any]:
+            peer_only(request)
+            held = cosigned_of(fed, party.upper())
+            return {"peer": party.upper(), "cosigned": held.to_dict() if held else None}
+
+        found: dict[str, Any] = await run_in_threadpool(answer)
+        return found
 
     return router
 

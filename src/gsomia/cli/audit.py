@@ -4,9 +4,11 @@ The node's checkpoints are signed with its Ed25519 signing key under the origin
 ``gsomia.invalid/<PARTY>/ledger`` (also the key name), kept in the database, and the latest one
 is also written to ``DIR/ledger-checkpoint.txt``: a copy outside the database, so that a database
 rolled back to an older file is caught by ``audit verify`` (the checkpoint is then ahead of the
-log). Peers' copies serve the same purpose and better: each peer's ``audit witness`` cosigns this
-node's checkpoints (listed at its ``GET /api/v1/ledger/cosignatures``); pass them with
-``--checkpoint``. ``audit witness`` does the same for this node's peers.
+log). Peers' copies serve the same purpose and better: each peer witnesses this node's
+checkpoints (on a schedule, or by ``audit witness``), lists the last one it cosigned at its ``GET
+/api/v1/ledger/cosignatures`` (pass it with ``--checkpoint``) and sends its cosignature back,
+where it is kept in ``ledger_cosignatures`` and checked by ``audit verify`` with the key pinned
+for that peer. ``audit witness`` does the same for this node's peers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rich.table import Table
 from gsomia.cli.common import console, err_console, now, print_json
 from gsomia.cli.node import DATA, JSON, open_from_dir, passphrase_from
 from gsomia.core.errors import CheckpointError, InputError, LedgerInconsistentError
+from gsomia.crypto.keys import InvalidPublicKeyError, SigningPublicKey
 from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
 from gsomia.ledger.log import ExternalCheckpoint, Ledger, Report, StoredCheckpoint
 from gsomia.node.config import NodeConfig, load_config, load_signing_key
@@ -44,6 +47,23 @@ def ledger_origin(party: str) -> str:
 
 def log_verifier(config: NodeConfig) -> NoteVerifier:
     return NoteVerifier(ledger_origin(config.party), config.signing_public_key)
+
+
+def witness_verifiers(ledger: Ledger) -> dict[str, NoteVerifier]:
+    """The key pinned for each peer (removed ones too: their cosignatures were made with it)."""
+    from gsomia.store.federation import Peers
+
+    with ledger.store.read() as s:
+        peers = Peers(s).list()
+    out: dict[str, NoteVerifier] = {}
+    for p in peers:
+        try:
+            out[p.party] = NoteVerifier(
+                ledger_origin(p.party), SigningPublicKey.from_text(p.signing_key)
+            )
+        except InvalidPublicKeyError:
+            continue  # its cosignatures are reported as having no pinned key
+    return out
 
 
 @contextlib.contextmanager
@@ -83,7 +103,12 @@ def verify_cmd(
     ),
     json: bool = JSON,
 ) -> None:
-    """Recompute the ledger from its records; report what is wrong and where (exit 1 if any)."""
+    """Recompute the ledger from its records; report what is wrong and where (exit 1 if any).
+
+    Also checks the peers' cosignatures of this node's checkpoints kept in the database: each
+    must verify with the key pinned for its peer and be over a checkpoint this node signed whose
+    root is the root recomputed at its size.
+    """
     config = load_config(data)
     files = (
         [config.data_dir / CHECKPOINT_FILE] if (config.data_dir / CHECKPOINT_FILE).exists() else []
@@ -105,6 +130,7 @@ def verify_cmd(
         report = ledger.verify(
             log_verifier(config),
             external=external,
+            witnesses=witness_verifiers(ledger),
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     if json:
@@ -126,10 +152,11 @@ def _show(report: Report, config: NodeConfig) -> None:
     )
     console.print(
         f"  checked {report.entries_checked} entries, {report.checkpoints_checked} stored "
-        f"checkpoints, {report.external_checked} kept elsewhere"
+        f"checkpoints, {report.external_checked} kept elsewhere, "
+        f"{report.cosignatures_checked} peers' cosignatures"
     )
     if report.ok:
-        console.print("  OK: every record, subtree hash and checkpoint agrees")
+        console.print("  OK: every record, subtree hash, checkpoint and cosignature agrees")
         return
     console.print(f"  FAILED: {len(report.problems) + report.problems_omitted} problems")
     for p in report.problems:
@@ -278,11 +305,13 @@ def witness_cmd(
 ) -> None:
     """Fetch, verify and cosign each peer's latest ledger checkpoint.
 
-    A peer's checkpoint is cosigned only when its signature verifies with the pinned key and a
-    consistency proof shows it extends the last one cosigned. A peer whose checkpoints
-    contradict each other (a split view or a rewritten history) is reported and recorded as an
-    incident: exit 1. A peer that could not be reached or answered badly: exit 2. The key's
-    passphrase is read from $GSOMIA_KEY_PASSPHRASE.
+    A peer's checkpoint is cosigned only when its signature verifies with the pinned key, a
+    consistency proof shows it extends the last one cosigned, and it is consistent with the
+    checkpoints of that peer the other peers cosigned (notes compared); the cosignature is then
+    sent back to the peer. A peer whose checkpoints contradict each other (a split view or a
+    rewritten history) is reported and recorded as an incident: exit 1. A peer that could not
+    be reached or answered badly: exit 2. The key's passphrase is read from
+    $GSOMIA_KEY_PASSPHRASE.
     """
     from gsomia.ledger.witness import witness_peers
     from gsomia.node.config import PASSPHRASE_ENV, load_encryption_key
@@ -301,7 +330,7 @@ def witness_cmd(
     if json:
         print_json({"party": config.party, "results": [r.to_dict() for r in results]})
     else:
-        table = Table("peer", "status", "size", "previous", "root hash", "detail")
+        table = Table("peer", "status", "size", "previous", "root hash", "compared", "detail")
         for r in results:
             table.add_row(
                 r.peer,
@@ -309,6 +338,7 @@ def witness_cmd(
                 "" if r.size is None else str(r.size),
                 "" if r.previous_size is None else str(r.previous_size),
                 _b64(r.root_hash)[:16] + "…" if r.root_hash is not None else "",
+                ", ".join(r.compared),
                 r.detail,
             )
         console.print(table)

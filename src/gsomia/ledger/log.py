@@ -35,8 +35,8 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Dialect, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from gsomia.core.errors import (
@@ -52,12 +52,18 @@ from gsomia.crypto.keys import SigningPrivateKey
 from gsomia.ledger import merkle
 from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, SignedNote, open_checkpoint
 from gsomia.ledger.merkle import HASH_SIZE, CompactRange, Subtree
-from gsomia.ledger.tables import LedgerCheckpointRow, LedgerEntryRow, LedgerHeadRow
+from gsomia.ledger.tables import (
+    LedgerCheckpointRow,
+    LedgerCosignatureRow,
+    LedgerEntryRow,
+    LedgerHeadRow,
+)
 from gsomia.store.engine import Store
 
 __all__ = [
     "LEAF_FORMAT",
     "MAX_RECORD_BYTES",
+    "Appender",
     "ConsistencyProof",
     "Entry",
     "ExternalCheckpoint",
@@ -67,6 +73,7 @@ __all__ = [
     "Problem",
     "Report",
     "StoredCheckpoint",
+    "StoredCosignature",
     "append_entries",
     "leaf_data",
 ]
@@ -82,6 +89,7 @@ _sha256 = hashlib.sha256
 _ENTRIES = LedgerEntryRow.__table__
 _ENTRIES_NAME = LedgerEntryRow.__tablename__
 _HEAD_NAME = LedgerHeadRow.__tablename__
+_COSIGNATURES_NAME = LedgerCosignatureRow.__tablename__
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -215,6 +223,29 @@ class StoredCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredCosignature:
+    """A witness's cosignature of a checkpoint this node signed, as kept in
+    ``ledger_cosignatures``: ``note`` carries the node's signature and the witness's."""
+
+    id: int
+    witness: str
+    size: int
+    root_hash: bytes
+    note: str
+    received_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "witness": self.witness,
+            "size": self.size,
+            "root_hash": _b64(self.root_hash),
+            "note": self.note,
+            "received_at": self.received_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ExternalCheckpoint:
     """A signed checkpoint kept outside the database (a file, a peer's copy): ``source`` says where.
 
@@ -235,6 +266,8 @@ class Problem:
     row: str | None  # the row's key, e.g. "idx=41"
     index: int | None  # the entry index concerned, if any
     message: str
+    peer: str | None = None  # for a peer's cosignature: the witness
+    size: int | None = None  # for a checkpoint or a cosignature: the tree size it signs
 
     def __str__(self) -> str:
         where = self.table + (f" [{self.row}]" if self.row else "")
@@ -247,6 +280,8 @@ class Problem:
             "row": self.row,
             "index": self.index,
             "message": self.message,
+            "peer": self.peer,
+            "size": self.size,
         }
 
 
@@ -261,6 +296,7 @@ class Report:
     external_checked: int
     problems: tuple[Problem, ...]
     problems_omitted: int = 0
+    cosignatures_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -280,6 +316,7 @@ class Report:
             "entries_checked": self.entries_checked,
             "checkpoints_checked": self.checkpoints_checked,
             "external_checked": self.external_checked,
+            "cosignatures_checked": self.cosignatures_checked,
             "problems": [p.to_dict() for p in self.problems],
             "problems_omitted": self.problems_omitted,
         }
@@ -432,6 +469,22 @@ def append_entries(session: Session, entries: Iterable[NewEntry]) -> range:
     """
     connection = session.connection()
     return _append(_dbapi(connection), _Sql(connection.dialect), entries, None)
+
+
+class Appender:
+    """Appends in transactions of the caller's own, on the driver's connection, for a frequent
+    appender: it keeps the dialect's statements, and the peaks of the tree it last appended to
+    (valid only for that exact size and root: an append by another writer, or one rolled back,
+    is a miss, and the peaks are read again)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._sql = _Sql(dialect)
+        self._cache = _Cache()
+
+    def append(self, db: Any, entries: Iterable[NewEntry]) -> range:
+        """Append ``entries`` on ``db``, a DBAPI connection in a write transaction (as
+        :func:`append_entries`: nothing is committed here); the indices they got."""
+        return _append(db, self._sql, entries, self._cache)
 
 
 def _append(db: Any, sql: _Sql, entries: Iterable[NewEntry], cache: _Cache | None) -> range:
@@ -657,6 +710,99 @@ class Ledger:
             ).scalar_one_or_none()
             return _stored(row) if row is not None else None
 
+    # -- witnesses' cosignatures of this node's checkpoints
+
+    def keep_cosignature(
+        self,
+        note: str | bytes,
+        *,
+        log_key: NoteVerifier,
+        witness: str,
+        witness_key: NoteVerifier,
+        at: datetime,
+    ) -> tuple[StoredCosignature, bool]:
+        """Verify a witness's cosignature of one of this node's checkpoints and keep it.
+
+        The note must be signed by ``log_key`` (this node) and cosigned by ``witness_key`` (the
+        key pinned for ``witness``), and be a checkpoint kept in ``ledger_checkpoints``: this
+        node signed it. Otherwise :class:`CheckpointError`. Only the two signatures are kept.
+        Returns the kept cosignature and whether it is new (the same one sent again is not).
+        """
+        opened = open_checkpoint(
+            note, log_key, cosigners=[witness_key], min_cosigners=1, origin=log_key.name
+        )
+        checkpoint = opened.checkpoint
+        mine = {(log_key.name, log_key.key_id), (witness_key.name, witness_key.key_id)}
+        kept = SignedNote(
+            opened.note.text,
+            tuple(s for s in opened.note.signatures if (s.name, s.key_id) in mine),
+        ).to_text()
+        same = (
+            LedgerCosignatureRow.witness == witness,
+            LedgerCosignatureRow.size == checkpoint.size,
+            LedgerCosignatureRow.root_hash == checkpoint.root_hash,
+        )
+        try:
+            with self.store.write() as session:
+                signed = session.execute(
+                    select(LedgerCheckpointRow.id)
+                    .where(
+                        LedgerCheckpointRow.origin == checkpoint.origin,
+                        LedgerCheckpointRow.size == checkpoint.size,
+                        LedgerCheckpointRow.root_hash == checkpoint.root_hash,
+                    )
+                    .limit(1)
+                ).first()
+                if signed is None:
+                    raise CheckpointError(
+                        f"a cosignature by {witness} of a checkpoint of size {checkpoint.size} "
+                        "that this node did not sign"
+                    )
+                row = session.execute(
+                    select(LedgerCosignatureRow).where(*same)
+                ).scalar_one_or_none()
+                if row is not None:
+                    if row.note == kept:
+                        return _cosignature(row), False
+                    row.note, row.received_at = kept, at  # a witness whose key was re-pinned
+                else:
+                    row = LedgerCosignatureRow(
+                        witness=witness,
+                        size=checkpoint.size,
+                        root_hash=checkpoint.root_hash,
+                        note=kept,
+                        received_at=at,
+                    )
+                    session.add(row)
+                session.flush()
+                return _cosignature(row), True
+        except IntegrityError:
+            # A concurrent twin of the same cosignature committed first.
+            with self.store.read() as session:
+                twin = session.execute(select(LedgerCosignatureRow).where(*same)).scalar_one()
+                return _cosignature(twin), False
+
+    def cosignatures(
+        self, *, witness: str | None = None, limit: int | None = None, before: int | None = None
+    ) -> list[StoredCosignature]:
+        """Witnesses' cosignatures of this node's checkpoints, newest first (``id < before``)."""
+        query = select(LedgerCosignatureRow).order_by(LedgerCosignatureRow.id.desc())
+        if witness is not None:
+            query = query.where(LedgerCosignatureRow.witness == witness)
+        if before is not None:
+            query = query.where(LedgerCosignatureRow.id < before)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.store.read() as session:
+            return [_cosignature(r) for r in session.execute(query).scalars()]
+
+    def cosignature_count(self, *, witness: str | None = None) -> int:
+        query = select(func.count()).select_from(LedgerCosignatureRow)
+        if witness is not None:
+            query = query.where(LedgerCosignatureRow.witness == witness)
+        with self.store.read() as session:
+            return int(session.execute(query).scalar_one())
+
     # -- auditing
 
     def verify(
@@ -665,6 +811,7 @@ class Ledger:
         *,
         cosigners: Sequence[NoteVerifier] = (),
         external: Sequence[ExternalCheckpoint] = (),
+        witnesses: Mapping[str, NoteVerifier] | None = None,
         progress: Callable[[int, int], None] | None = None,
         max_problems: int = 1000,
     ) -> Report:
@@ -675,8 +822,13 @@ class Ledger:
         size and root; each stored checkpoint's signature (with ``log_key``), its fields and its
         root at its size; and each ``external`` checkpoint likewise, which is what catches a
         database rolled back to an older copy (the checkpoint is then ahead of the log).
+
+        Each witness's cosignature kept in ``ledger_cosignatures`` is checked the same way, and
+        its witness's signature with the key ``witnesses`` gives for that party (the key pinned
+        for the peer): a cosignature by a party not in ``witnesses`` is a problem too.
         """
-        return _Verifier(log_key, cosigners, max_problems).run(self.store, external, progress)
+        verifier = _Verifier(log_key, cosigners, max_problems, dict(witnesses or {}))
+        return verifier.run(self.store, external, progress)
 
 
 @contextmanager
@@ -727,6 +879,12 @@ def _stored(row: LedgerCheckpointRow) -> StoredCheckpoint:
     )
 
 
+def _cosignature(row: LedgerCosignatureRow) -> StoredCosignature:
+    return StoredCosignature(
+        row.id, row.witness, int(row.size), bytes(row.root_hash), row.note, row.received_at
+    )
+
+
 # -- verification -----------------------------------------------------------------------------
 
 
@@ -735,12 +893,22 @@ class _Verifier:
     log_key: NoteVerifier | None
     cosigners: Sequence[NoteVerifier]
     max_problems: int
+    witnesses: dict[str, NoteVerifier] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     omitted: int = 0
 
-    def add(self, check: str, table: str, row: str | None, index: int | None, msg: str) -> None:
+    def add(
+        self,
+        check: str,
+        table: str,
+        row: str | None,
+        index: int | None,
+        msg: str,
+        peer: str | None = None,
+        size: int | None = None,
+    ) -> None:
         if len(self.problems) < self.max_problems:
-            self.problems.append(Problem(check, table, row, index, msg))
+            self.problems.append(Problem(check, table, row, index, msg, peer, size))
         else:
             self.omitted += 1
 
@@ -763,8 +931,19 @@ class _Verifier:
                 c.id: self._open(c.note, "ledger_checkpoints", f"id={c.id}") for c in checkpoints
             }
             outside = [(x, self._open(x.note, x.source, None)) for x in external]
-            signed = [*notes.values(), *(o for _, o in outside)]
-            wanted = {c.size for c in checkpoints} | {o.size for o in signed if o is not None}
+            cosignatures = [
+                _cosignature(r)
+                for r in session.execute(
+                    select(LedgerCosignatureRow).order_by(LedgerCosignatureRow.id)
+                ).scalars()
+            ]
+            cosigned = {c.id: self._open_cosignature(c) for c in cosignatures}
+            signed = [*notes.values(), *(o for _, o in outside), *cosigned.values()]
+            wanted = (
+                {c.size for c in checkpoints}
+                | {c.size for c in cosignatures}
+                | {o.size for o in signed if o is not None}
+            )
             total = head[0].size if len(head) == 1 else 0
             tree, roots, checked = self._entries(session, wanted, total, progress)
         self._head(head, tree)
@@ -773,6 +952,8 @@ class _Verifier:
         for x, note in outside:
             if note is not None:
                 self._against_log(note, x.source, None, tree.size, roots)
+        for cosignature in cosignatures:
+            self._cosignature(cosignature, cosigned[cosignature.id], tree.size, roots)
         return Report(
             size=tree.size,
             root_hash=tree.root(),
@@ -781,6 +962,7 @@ class _Verifier:
             external_checked=len(external),
             problems=tuple(self.problems),
             problems_omitted=self.omitted,
+            cosignatures_checked=len(cosignatures),
         )
 
     def _open(self, note: str, table: str, row: str | None) -> Checkpoint | None:
@@ -791,6 +973,79 @@ class _Verifier:
         except CheckpointError as e:
             self.add("checkpoint-signature", table, row, None, f"the signed note is refused: {e}")
             return None
+
+    def _open_cosignature(self, c: StoredCosignature) -> Checkpoint | None:
+        """The checkpoint of a witness's cosignature, if this node and the witness signed it."""
+        where = f"the cosignature by {c.witness} of the checkpoint of size {c.size}"
+        witness_key = self.witnesses.get(c.witness)
+        try:
+            signed = SignedNote.parse(c.note)
+            checkpoint = Checkpoint.from_body(signed.text)
+            if witness_key is None:
+                raise CheckpointError(f"no key is pinned for {c.witness}")
+            keys = [witness_key] if self.log_key is None else [self.log_key, witness_key]
+            names = signed.signed_by(keys)  # a bad signature by either key raises
+            if self.log_key is not None:
+                if checkpoint.origin != self.log_key.name:
+                    raise CheckpointError(f"it is a checkpoint of {checkpoint.origin!r}")
+                if self.log_key.name not in names:
+                    raise CheckpointError("it has no signature by this node's key")
+            if witness_key.name not in names:
+                raise CheckpointError(f"it has no signature by the key pinned for {c.witness}")
+        except CheckpointError as e:
+            self.add(
+                "cosignature-signature",
+                _COSIGNATURES_NAME,
+                f"id={c.id}",
+                None,
+                f"{where} is refused: {e.message}",
+                c.witness,
+                c.size,
+            )
+            return None
+        return checkpoint
+
+    def _cosignature(
+        self, c: StoredCosignature, note: Checkpoint | None, size: int, roots: dict[int, bytes]
+    ) -> None:
+        row = f"id={c.id}"
+        where = f"the cosignature by {c.witness} of the checkpoint of size {c.size}"
+        if note is not None and (note.size, note.root_hash) != (c.size, c.root_hash):
+            self.add(
+                "cosignature-fields",
+                _COSIGNATURES_NAME,
+                row,
+                None,
+                f"{where}: the size or root columns differ from the cosigned note "
+                f"(size {note.size})",
+                c.witness,
+                c.size,
+            )
+        checkpoint = note or Checkpoint(
+            self.log_key.name if self.log_key else "unknown", c.size, c.root_hash
+        )
+        if checkpoint.size > size:
+            self.add(
+                "cosignature-ahead",
+                _COSIGNATURES_NAME,
+                row,
+                None,
+                f"{where}: the cosigned checkpoint of {checkpoint.size} entries is ahead of the "
+                f"log's {size}: entries were removed or the database was rolled back",
+                c.witness,
+                checkpoint.size,
+            )
+        elif roots.get(checkpoint.size) != checkpoint.root_hash:
+            self.add(
+                "cosignature-root",
+                _COSIGNATURES_NAME,
+                row,
+                None,
+                f"{where}: the cosigned root at size {checkpoint.size} differs from the root "
+                "recomputed from the entries: the history was changed",
+                c.witness,
+                checkpoint.size,
+            )
 
     def _entries(
         self,

@@ -5,6 +5,9 @@
                         subtrees that this entry completes (the stored tree)
     ledger_head         one row: the log's size and root, the row an append locks
     ledger_checkpoints  every signed checkpoint the node issued, as the signed note
+    ledger_cosignatures peers' cosignatures of those checkpoints, sent back by the witnesses:
+                        one row per witness and checkpoint, the note with the node's signature
+                        and the witness's (migration 0004)
 
 The stored tree is laid out as in Go's tlog (golang.org/x/mod/sumdb/tlog): entry ``i`` completes
 the perfect subtrees at levels 1..t, where t is the number of trailing one bits of ``i``, and
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gsomia.store.models import Base
@@ -57,3 +60,18 @@ class LedgerCheckpointRow(Base):
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class LedgerCosignatureRow(Base):
+    """A witness's cosignature of one of this node's checkpoints, as the witness sent it back."""
+
+    __tablename__ = "ledger_cosignatures"
+    # One row per witness and checkpoint: a cosignature sent again replaces nothing new.
+    __table_args__ = (UniqueConstraint("witness", "size", "root_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    witness: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)  # the node's signature, then the witness's
+    received_at: Mapped[datetime]

@@ -61,6 +61,7 @@ SIGNING_KEY_FILE = "signing-key.pem"
 ENCRYPTION_KEY_FILE = "encryption-key.pem"
 DATABASE_FILE = "node.db"
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_WITNESS_INTERVAL = 60.0  # seconds between witnessing runs ([ledger] witness_interval)
 PASSPHRASE_ENV = "GSOMIA_KEY_PASSPHRASE"  # read by the CLI only, never by the library
 FORMAT_VERSION = 1
 
@@ -81,6 +82,7 @@ class NodeConfig:
     encryption_public_key: EncryptionPublicKey
     created_at: datetime
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    witness_interval: float = DEFAULT_WITNESS_INTERVAL  # seconds; 0: peers are not witnessed
 
     @property
     def config_file(self) -> Path:
@@ -129,6 +131,11 @@ class _DatabaseSection(_Section):
     url: str | None = Field(default=None, min_length=1)
 
 
+class _LedgerSection(_Section):
+    # seconds between the node's witnessing runs of its peers' ledgers; 0 disables them
+    witness_interval: float = Field(default=DEFAULT_WITNESS_INTERVAL, ge=0)
+
+
 class _KeysSection(_Section):
     signing_file: str = Field(min_length=1)
     signing_public: Annotated[str, AfterValidator(_public_key_check(SigningPublicKey.from_text))]
@@ -143,6 +150,7 @@ class _NodeFile(_Section):
     node: _NodeSection
     database: _DatabaseSection = _DatabaseSection()
     keys: _KeysSection
+    ledger: _LedgerSection = _LedgerSection()
 
 
 def _validation_message(path: Path, e: ValidationError) -> str:
@@ -380,6 +388,7 @@ def load_config(data_dir: Path | str) -> NodeConfig:
         encryption_public_key=EncryptionPublicKey.from_text(model.keys.encryption_public),
         created_at=model.node.created_at,
         max_payload_bytes=model.node.max_payload_bytes,
+        witness_interval=model.ledger.witness_interval,
     )
 
 
