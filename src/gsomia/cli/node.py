@@ -297,6 +297,7 @@ def serve_cmd(
         tak_classification=tak_classification,
     )
     app = create_app(node, federation, link=options)
+    app.state.witness_interval = config.witness_interval
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 

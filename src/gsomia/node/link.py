@@ -440,10 +440,15 @@ class LinkService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         if self._writer is not None:
-            self._wake.set()
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+            # What was accepted but not yet written is written now (and acknowledged).
+            batch, self._batch = self._batch, []
+            acts, self._acts = self._acts, []
+            if batch or acts:
+                await asyncio.to_thread(self._write, batch, acts, [], self.node.now())
+                self._committed(batch, {})
         for sub in list(self._subs):
             with contextlib.suppress(asyncio.QueueFull):
                 sub.queue.put_nowait(None)

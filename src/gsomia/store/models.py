@@ -301,3 +301,4 @@ class NoticeRow(Base):
 
 
 from gsomia.ledger import tables as _ledger_tables  # noqa: E402,F401
+from gsomia.store import link as _link_tables  # noqa: E402,F401

@@ -1,0 +1,142 @@
+"""The link service in process: decisions once per track and hop, order, refusals at intake."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gsomia import load_registry
+from gsomia.core.errors import ForbiddenError, InputError, TrackFieldRefusedError
+from gsomia.core.labels import SecurityLabel
+from gsomia.link.tracks import GeoPoint, Phase, TrackUpdate, to_wire
+from gsomia.node.config import init_node, load_encryption_key, load_signing_key
+from gsomia.node.federation import Federation
+from gsomia.node.link import LinkOptions, LinkService
+from gsomia.node.service import Node, open_node
+from gsomia.store.link import LinkJournal
+from gsomia.store.models import AccessRow
+
+GSOMIA = "JPN-KOR-GSOMIA"
+IN_FORCE = datetime.fromisoformat("2019-11-22T12:00+09:00")
+LAPSED = datetime.fromisoformat("2019-11-24T12:00+09:00")
+LABEL = SecurityLabel(
+    originator="JPN",
+    policy="JPN",
+    classification="gokuhi",
+    releasable_to=frozenset({"KOR"}),
+    topics=frozenset({"dprk-missile"}),
+)
+
+
+def update(seq: int, label: SecurityLabel = LABEL) -> TrackUpdate:
+    return TrackUpdate(
+        track_id="JPN-T1",
+        seq=seq,
+        originator="JPN",
+        label=label,
+        phase=Phase.BOOST,
+        launch_point=GeoPoint(39.0, 125.7),
+        launch_time=IN_FORCE,
+    )
+
+
+@pytest.fixture
+def clock() -> list[datetime]:
+    return [IN_FORCE]
+
+
+@pytest.fixture
+def node(tmp_path: Path, clock: list[datetime]) -> Iterator[tuple[Node, Federation]]:
+    # Korea's suspension of its notice taken away: the GSOMIA lapses on 23 Nov 2019.
+    registry = load_registry().what_if(without=["kor-notice-suspension-2019"])
+    config = init_node(tmp_path / "jpn", "JPN", registry, None, now=IN_FORCE)
+    node = open_node(
+        party="JPN", registry=registry, database_url=config.database_url, clock=lambda: clock[0]
+    )
+    fed = Federation(
+        node,
+        signing_key=load_signing_key(config, None),
+        encryption_key=load_encryption_key(config, None),
+    )
+    yield node, fed
+    node.store.dispose()
+
+
+def decisions(node: Node) -> int:
+    with node.store.read() as s:
+        return int(
+            s.execute(
+                select(func.count())
+                .select_from(AccessRow)
+                .where(AccessRow.action == "link-decision")
+            ).scalar_one()
+        )
+
+
+def test_a_decision_is_made_once_per_track_and_hop_and_again_when_the_law_changes(
+    node: tuple[Node, Federation], clock: list[datetime]
+) -> None:
+    n, fed = node
+
+    async def scenario() -> list[bool]:
+        link = LinkService(fed, LinkOptions(under=(GSOMIA,)))
+        await link.start()
+        try:
+            seen = []
+            for seq in range(3):  # the same label: one decision
+                seen.append(link._decision(update(seq), "JPN", "KOR", GSOMIA, frozenset()).allowed)
+            confidential = replace(LABEL, classification="hi")
+            seen.append(
+                link._decision(update(3, confidential), "JPN", "KOR", GSOMIA, frozenset()).allowed
+            )
+            clock[0] = LAPSED  # past the change point: the GSOMIA has lapsed
+            seen.append(
+                link._decision(update(4, confidential), "JPN", "KOR", GSOMIA, frozenset()).allowed
+            )
+        finally:
+            await link.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == [True, True, True, True, False]
+    # Three decisions made (two labels, then the lapse), each an act in the access register.
+    assert decisions(n) == 3
+
+
+def test_updates_are_journaled_in_order_and_the_boundary_refuses(
+    node: tuple[Node, Federation],
+) -> None:
+    n, fed = node
+
+    async def scenario() -> None:
+        link = LinkService(fed, LinkOptions(under=(GSOMIA,)))
+        await link.start()
+        try:
+            early = link.offer(None, to_wire(update(1)))  # held until 0 arrives
+            first = link.offer(None, to_wire(update(0)))
+            assert await first < await early
+            with pytest.raises(InputError, match="already has update 0"):
+                await link.offer(None, to_wire(update(0)))
+            with pytest.raises(TrackFieldRefusedError):
+                await link.offer(None, {**to_wire(update(2)), "sensor_location": [1, 2]})
+            kor = SecurityLabel(originator="KOR", policy="KOR", classification="gunsa-2")
+            foreign = replace(update(0), track_id="KOR-T", originator="KOR", label=kor)
+            with pytest.raises(ForbiddenError):
+                await link.offer(None, to_wire(foreign))
+            sensor = {"sensor_type": "kept here"}
+            await link.offer(None, {**to_wire(update(2)), "sensor": sensor})
+        finally:
+            await link.stop()
+
+    asyncio.run(scenario())
+    with n.store.read() as s:
+        rows = LinkJournal(s).track("JPN-T1")
+    assert [r.seq for r in rows] == [0, 1, 2]
+    assert [r.pos for r in rows] == sorted(r.pos for r in rows)
+    assert rows[2].sensor == {"sensor_type": "kept here"} and "sensor" not in rows[2].body
+    assert decisions(n) == 1  # one for the track's hop to KOR, for all its updates
