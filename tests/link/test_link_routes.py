@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from tests.link.support import Subscriber, flight, poll, post
+from typer.testing import CliRunner
 
 from gsomia import load_registry
+from gsomia.cli.main import app as gsomia
 from gsomia.node.cluster import Cluster
 
 pytestmark = pytest.mark.slow
@@ -62,6 +64,12 @@ def test_a_what_if_direct_link_goes_straight_from_korea_to_japan(direct: Cluster
     (route,) = stats["routes"]
     assert route["route"] == ["KOR", "JPN"] and route["count"] == 40
     assert route["end_to_end"]["p50_ms"] > 0
+    # The same figures on the command line.
+    shown = CliRunner().invoke(gsomia, ["link", "stats", "--node", jpn.url, "--token", jpn.token])
+    assert shown.exit_code == 0, shown.output
+    assert "KOR → JPN" in shown.output and "end to end" in shown.output
+    refused = CliRunner().invoke(gsomia, ["link", "stats", "--node", jpn.url, "--token", "wrong"])
+    assert refused.exit_code == 2 and "401" in refused.output
     watcher.stop()
 
 

@@ -1,4 +1,4 @@
-"""``gsomia link``: the missile-warning link. For now, ``simulate`` a launch."""
+"""``gsomia link``: the missile-warning link: ``simulate`` a launch, ``stats`` of a running node."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import UTC
 import typer
 from rich.table import Table
 
-from gsomia.cli.common import console, now, settings
+from gsomia.cli.client import JSON, NODE, TOKEN, _call
+from gsomia.cli.common import console, now, print_json, settings
 from gsomia.core.errors import InputError
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.time import parse_instant
@@ -105,3 +106,42 @@ def simulate_command(
     for u in updates:
         table.add_row(*_row(u))
     console.print(table)
+
+
+def _ms(p: dict[str, float]) -> list[str]:
+    return [f"{p[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")]
+
+
+@link_app.command("stats")
+def stats_command(
+    node: str | None = NODE,
+    token: str | None = TOKEN,
+    as_json: bool = JSON,
+) -> None:
+    """Latency of the updates a running node published: per hop and end to end (p50/p99/max).
+
+    A hop runs from one node's intake to the next one's (processing, signing, the network);
+    "publish" from this node's intake to its subscribers (journal commit included); "end to
+    end" from the originator's intake to publication here. Wall clock, the recent window.
+    """
+    result = _call("GET", "/api/v1/link/stats", node, token)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"Link latency at {result['party']} (ms, last {result['window']:,})")
+    for name in ("route", "updates", "segment", "p50", "p99", "max"):
+        table.add_column(name, justify="left" if name in ("route", "segment") else "right")
+    for r in result["routes"]:
+        route = " → ".join(r["route"])
+        rows = [(f"{h['from']} → {h['to']}", h) for h in r["hops"]]
+        rows += [("publish", r["publish"]), ("end to end", r["end_to_end"])]
+        for i, (segment, p) in enumerate(rows):
+            table.add_row(
+                route if i == 0 else "", f"{r['count']:,}" if i == 0 else "", segment, *_ms(p)
+            )
+    console.print(table)
+    consents = result.get("consents") or {}
+    if consents.get("asked"):
+        console.print(
+            f"consent round trips: {consents['asked']} asked, {consents['granted']} granted"
+        )
