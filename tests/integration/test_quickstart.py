@@ -54,6 +54,7 @@ def test_make_demo_runs_on_a_fresh_copy(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
         assert "every step ended as the story says" in result.stdout
         assert "JPN → USA → KOR" in result.stdout  # the hub route after the lapse
+        assert "route KOR → USA → JPN" in result.stdout  # the missile-warning link's hub
         assert (tmp_path / ".venv" / "bin" / "gsomia").exists()
     finally:
         if stop:  # the demo leaves its nodes running for the user: stop them

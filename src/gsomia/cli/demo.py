@@ -10,6 +10,9 @@ names), pin each other's keys, and with fixed clocks:
 3. The same day, a report on Chinese maritime activity is refused: TISA covers only DPRK nuclear
    and missile threats.
 4. Korea reports the possible compromise of the report it received; the report reaches Japan.
+5. On the real clock, since the 2023 trilateral mechanism: a simulated DPRK launch tracked by
+   Korea streams KOR→USA→JPN through the US hub, launch to impact, to consoles at Japan and the
+   US, with the latency of each hop.
 
 It prints what went where, by which route and instrument, and how long each took; then leaves the
 nodes running with their URLs and tokens printed (``--exit`` stops them; ``--stop`` stops nodes a
@@ -34,6 +37,10 @@ from rich.table import Table
 from rich.text import Text
 
 from gsomia.cli.common import console, err_console, print_json, settings
+from gsomia.core.labels import SecurityLabel
+from gsomia.link.simulator import Launch, simulate
+from gsomia.link.sse import SseParser
+from gsomia.link.tracks import GeoPoint, to_wire
 from gsomia.node.cluster import Cluster
 
 SUSPENSION = "kor-notice-suspension-2019"
@@ -77,7 +84,16 @@ def demo(
         maritime = _create(cluster, "JPN", "PLA Navy activity near Tsushima", "prc-maritime")
         steps.append(_share(cluster, "3. PRC maritime report, lapsed", maritime, "KOR", "refused"))
         incidents.append(_incident(cluster, steps[1]))
-        ok = all(s["as_told"] for s in steps) and all(i["as_told"] for i in incidents)
+        cluster.stop()
+
+        say("Since 19 Dec 2023: the missile-warning link. Restarting nodes on the real clock...")
+        cluster.start()
+        link = _launch(cluster)
+        ok = (
+            all(s["as_told"] for s in steps)
+            and all(i["as_told"] for i in incidents)
+            and link["as_told"]
+        )
     except BaseException:
         cluster.stop()
         raise
@@ -86,6 +102,7 @@ def demo(
         "data_dir": str(root),
         "shares": steps,
         "incidents": incidents,
+        "link": link,
         "nodes": {
             p: {"url": n.url, "token": n.token, "user": "officer", "pid": n.process.pid}
             for p, n in cluster.nodes.items()
@@ -189,6 +206,64 @@ def _incident(cluster: Cluster, delivered: dict[str, Any]) -> dict[str, Any]:
     return {"id": sent["id"], "from": "KOR", "to": "JPN", "as_told": False}
 
 
+def _watch(cluster: Cluster, party: str, seen: list[dict[str, Any]], ready: Any) -> None:
+    """A console at ``party``: the SSE stream of the link, into ``seen``."""
+    node = cluster.nodes[party]
+    headers = {"Authorization": f"Bearer {node.token}"}
+    parser = SseParser()
+    with httpx.stream(
+        "GET", node.url + "/api/v1/link/stream", headers=headers, timeout=None
+    ) as response:
+        ready.set()
+        for line in response.iter_lines():
+            event = parser.feed(line)
+            if event is not None and event.event == "update":
+                seen.append(event.json())
+                if seen[-1]["phase"] == "impact":
+                    return
+
+
+def _launch(cluster: Cluster) -> dict[str, Any]:
+    """A simulated DPRK launch into the Sea of Japan, tracked by Korea, through the link."""
+    import threading
+
+    label = SecurityLabel(
+        originator="KOR",
+        policy="KOR",
+        classification="gunsa-2",
+        releasable_to=frozenset({"USA", "JPN"}),
+        topics=frozenset({"dprk-missile"}),
+    )
+    launch = Launch(GeoPoint(39.0, 125.7), datetime.now(UTC), 95.0, 600.0, rate_hz=1.0)
+    wires = [to_wire(u) for u in simulate(launch, f"KOR-{launch.time:%Y%m%d%H%M%S}", label)]
+    seen: dict[str, list[dict[str, Any]]] = {"JPN": [], "USA": []}
+    watchers = []
+    for party, events in seen.items():
+        ready = threading.Event()
+        t = threading.Thread(target=_watch, args=(cluster, party, events, ready), daemon=True)
+        t.start()
+        ready.wait(10)
+        watchers.append(t)
+    with cluster.nodes["KOR"].client(timeout=30) as client:
+        for i in range(0, len(wires), 50):
+            client.post("/api/v1/link/updates", json={"updates": wires[i : i + 50]})
+    for t in watchers:
+        t.join(30)
+    with cluster.nodes["JPN"].client() as client:
+        stats = client.get("/api/v1/link/stats").json()
+    route = next((r for r in stats["routes"] if r["route"][0] == "KOR"), None)
+    in_order = {p: [e["seq"] for e in ev] == list(range(len(wires))) for p, ev in seen.items()}
+    return {
+        "updates": len(wires),
+        "route": route["route"] if route else [],
+        "hops": route["hops"] if route else [],
+        "end_to_end": route["end_to_end"] if route else None,
+        "received": {p: len(ev) for p, ev in seen.items()},
+        "marked_at_jpn": seen["JPN"][-1]["label"]["classification"] if seen["JPN"] else None,
+        "as_told": all(in_order.values()) and route is not None and route["route"][1] == "USA",
+    }
+
+
 def _show(result: dict[str, Any], *, left_running: bool) -> None:
     table = Table(title="What went where")
     for col in ("step", "route", "instrument", "status", "arrives as", "ms"):
@@ -214,6 +289,24 @@ def _show(result: dict[str, Any], *, left_running: bool) -> None:
         console.print(
             Text(f"4. KOR's {i.get('kind', 'incident')} report {heard} JPN, the originator")
         )
+    link = result.get("link")
+    if link:
+        grid = Table(title=f"5. Missile warning, launch to impact: {link['updates']} updates")
+        for col in ("segment", "p50 ms", "p99 ms", "max ms"):
+            grid.add_column(col, justify="left" if col == "segment" else "right")
+        for h in link["hops"]:
+            grid.add_row(f"{h['from']} → {h['to']}", *_ms(h))
+        if link["end_to_end"]:
+            grid.add_row("KOR intake → JPN console", *_ms(link["end_to_end"]))
+        console.print(grid)
+        received = ", ".join(f"{p} {n}" for p, n in link["received"].items())
+        console.print(
+            Text(
+                f"5. route {' → '.join(link['route']) or '—'}; consoles received {received}"
+                + ("" if link["as_told"] else " (not as the story says)"),
+                style="" if link["as_told"] else "bold red",
+            )
+        )
     verdict = "every step ended as the story says" if result["ok"] else "a step went wrong"
     console.print(Text(verdict, style="bold green" if result["ok"] else "bold red"))
     if left_running and result["nodes"]:
@@ -228,6 +321,10 @@ def _show(result: dict[str, Any], *, left_running: bool) -> None:
             "/api/v1/items\n"
             f"Stop them with: gsomia demo --stop --data {result['data_dir']}"
         )
+
+
+def _ms(p: dict[str, float]) -> list[str]:
+    return [f"{p[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")]
 
 
 def _stop_left_running(root: Path) -> None:
