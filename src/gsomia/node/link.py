@@ -495,7 +495,8 @@ class LinkService:
         except GsomiaError as e:
             future.set_exception(e)
             return future
-        self._offer(update, None, None, {"sensor": sensor, "future": future})
+        # The validated wire form is kept as it came: from_wire refused anything beyond it.
+        self._offer(update, None, None, {"sensor": sensor, "future": future, "wire": data})
         return future
 
     async def ingest(self, actor: User | None, data: dict[str, Any]) -> int:
@@ -739,6 +740,8 @@ class LinkService:
             # forwarding (as for shares); where the hub needs consent to each transfer (TISA
             # para 4), the hub asks for it, update by update.
             consents = frozenset({self.party})
+        if wire is not None:
+            local = {**local, "wire": wire["u"]}
         self._accept(update, sender, instrument, hops, here, forward, consents, deliver, local)
         return None
 
@@ -810,7 +813,10 @@ class LinkService:
                 if chosen is not None:
                     forward.setdefault(chosen[0].route[1], []).append(final)
             consents = with_consent
-        self._accept(update, sender, instrument, hops, here, forward, consents, True, {})
+        wire_u = wire.get("u") if wire is not None else None
+        self._accept(
+            update, sender, instrument, hops, here, forward, consents, True, {"wire": wire_u}
+        )
 
     def consent_answer(self, ident: int, granted: bool) -> None:
         future = self._consents.get(ident)
@@ -863,7 +869,7 @@ class LinkService:
             level_rank=level_rank,
             topics=here.topics,
             compartments=here.compartments,
-            body=to_wire(update),
+            body=local.get("wire") or to_wire(update),
             sensor=local.get("sensor"),
             hops=hops,
             forward=forward,
