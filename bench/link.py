@@ -165,7 +165,10 @@ async def produce(
     refused = 0
     slots = asyncio.Semaphore(window)
     async with websockets.connect(
-        ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None
+        ws_url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        max_size=None,
+        compression=None,
     ) as ws:
 
         async def read() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 from collections.abc import Mapping
@@ -298,6 +299,11 @@ def serve_cmd(
     )
     app = create_app(node, federation, link=options)
     app.state.witness_interval = config.witness_interval
+    # A serving node keeps many live objects (the link's windows and streams): full garbage
+    # collections are what stalls a stream, so what exists at start-up is frozen out of them
+    # and young collections run less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 

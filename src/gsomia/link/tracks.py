@@ -22,7 +22,7 @@ Wire form (a JSON-safe dict)::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -234,7 +234,7 @@ def _require(data: Mapping[str, Any], allowed: frozenset[str], where: str) -> No
 
 def _number(data: Mapping[str, Any], key: str, where: str) -> float:
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidTrackError(f"{where}.{key} must be a number")
     return float(value)
 
@@ -279,8 +279,14 @@ def _read_sample(value: object, where: str) -> TrackSample:
     )
 
 
-def from_wire(data: Mapping[str, Any]) -> TrackUpdate:
+def from_wire(
+    data: Mapping[str, Any],
+    label_of: Callable[[Mapping[str, Any]], SecurityLabel] = SecurityLabel.from_dict,
+) -> TrackUpdate:
     """The update ``data`` describes, in the shape :func:`to_wire` writes.
+
+    ``label_of`` parses the label (a stream passes one that reuses the label of the track's
+    previous update, which rarely changes).
 
     Raises:
         TrackFieldRefusedError: a field outside the shared elements, at any level (sensor
@@ -309,7 +315,7 @@ def from_wire(data: Mapping[str, Any]) -> TrackUpdate:
     impact_time: datetime | None = None
     if data["impact"] is not None:
         impact_point, impact_time = _read_point(data["impact"], f"{where}.impact")
-    label = SecurityLabel.from_dict(_mapping(data["label"], f"{where}.label"))
+    label = label_of(_mapping(data["label"], f"{where}.label"))
     return TrackUpdate(
         track_id=_text(data, "track_id", where),
         seq=seq,

@@ -42,7 +42,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 import websockets
@@ -132,10 +132,10 @@ class _Accepted:
     future: asyncio.Future[int] | None = None
 
 
-@dataclass(slots=True)
-class _Latency:
+class _Latency(NamedTuple):
+    # A tuple of atoms, which the garbage collector stops tracking: the window is long.
     route: tuple[str, ...]
-    hops: list[float]  # ms from one node's intake to the next one's
+    hops: tuple[float, ...]  # ms from one node's intake to the next one's
     local: float  # ms from this node's intake to publication here
     total: float  # ms from the originator's intake to publication here
 
@@ -258,7 +258,12 @@ class _PeerStream:
     async def _session(self) -> None:
         url, headers = self.service._handshake(self.party)
         async with websockets.connect(
-            url, additional_headers=headers, max_size=16 * 1024 * 1024, open_timeout=5
+            url,
+            additional_headers=headers,
+            max_size=16 * 1024 * 1024,
+            open_timeout=5,
+            # No per-message deflate: on the link CPU is latency, and frames are small.
+            compression=None,
         ) as ws:
             self.pending = deque(w for _, w in self.unacked.values())
             self.connected.set()
@@ -355,6 +360,7 @@ class LinkService:
         self._stopping = False
         self.tak: TakServer | None = None
         self._tak_user: User | None = None
+        self._labels: dict[str, tuple[dict[str, Any], SecurityLabel]] = {}
 
     def _default_under(self) -> tuple[str, ...]:
         reg = self.node.registry
@@ -473,6 +479,16 @@ class LinkService:
 
     # -- intake
 
+    def _label_of(self, data: Any) -> SecurityLabel:
+        """The label ``data`` describes; the one of the last update that had the same."""
+        key = str(data.get("originator", ""))
+        last = self._labels.get(key)
+        if last is not None and last[0] == data:
+            return last[1]
+        label = SecurityLabel.from_dict(data)
+        self._labels[key] = (dict(data), label)
+        return label
+
     def offer(self, actor: User | None, data: dict[str, Any]) -> asyncio.Future[int]:
         """Accept one update from this node's own producers, in the order offered.
 
@@ -487,7 +503,7 @@ class LinkService:
             sensor = data.pop("sensor", None)
             if sensor is not None and not isinstance(sensor, dict):
                 raise InvalidTrackError("'sensor' must be an object")
-            update = from_wire(data)
+            update = from_wire(data, self._label_of)
             if update.originator != self.party:
                 raise ForbiddenError(
                     f"this node ingests {self.party}'s tracks only, not {update.originator}'s"
@@ -508,7 +524,7 @@ class LinkService:
         self._upstream[sender] = conn
         for wire in frame:
             try:
-                update = from_wire(wire["u"])
+                update = from_wire(wire["u"], self._label_of)
             except (GsomiaError, KeyError, TypeError) as e:
                 key = _key_of(wire)
                 self._refuse(sender, key, e)
@@ -972,7 +988,7 @@ class LinkService:
         if not hops:
             return
         route = tuple(str(h["p"]) for h in hops)
-        gaps = [(hops[i + 1]["in"] - hops[i]["in"]) / 1e6 for i in range(len(hops) - 1)]
+        gaps = tuple((hops[i + 1]["in"] - hops[i]["in"]) / 1e6 for i in range(len(hops) - 1))
         self.stats.add(
             _Latency(route, gaps, (now_ns - hops[-1]["in"]) / 1e6, (now_ns - hops[0]["in"]) / 1e6)
         )
