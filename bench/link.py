@@ -242,6 +242,7 @@ async def run_route(
             "disorder": sum(w.disorder for w in watches),
             "duplicates": sum(w.duplicates for w in watches),
             "missing": sum(len(wires) - len(w.seen) for w in watches),
+            "received": {w.party: len(w.seen) for w in watches},
             "seconds": (last - first) / 1e9,
             "updates_per_s": len(wires) / ((last - first) / 1e9) if last > first else math.nan,
             **_pct(lat),

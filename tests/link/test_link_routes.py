@@ -3,6 +3,7 @@ and through the hub with a consent round trip for each update under TISA (para 4
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.link.support import Subscriber, flight, poll, post
 from typer.testing import CliRunner
+from websockets.sync.client import connect
 
 from gsomia import load_registry
 from gsomia.cli.main import app as gsomia
@@ -78,7 +80,14 @@ def test_under_tisa_the_hub_asks_the_originator_for_each_update(tisa: Cluster) -
     watcher = Subscriber(jpn, jpn.token)
     assert watcher.connected.wait(10)
     wires = flight(n_max=25)
-    post(kor, wires)
+    # All at once over the producers' stream: the hub asks before KOR has written them.
+    with connect(
+        "ws" + kor.url[4:] + "/api/v1/link/ingest",
+        additional_headers={"Authorization": f"Bearer {kor.token}"},
+    ) as ws:
+        ws.send(json.dumps(wires))
+        acked = json.loads(ws.recv(timeout=30))
+    assert acked["t"] == "a" and len(acked["k"]) == 25
     poll(lambda: len(watcher.seqs(wires[0]["track_id"])) == 25, what="JPN to see 25 updates")
     assert watcher.seqs(wires[0]["track_id"]) == list(range(25))
     assert {tuple(h["p"] for h in e["hops"]) for e in watcher.events} == {("KOR", "USA", "JPN")}

@@ -34,12 +34,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -338,7 +339,8 @@ class LinkService:
         self.stats = LinkStats(self.options.stats_window)
         self._streams: dict[str, _PeerStream] = {}
         self._upstream: dict[str, Conn] = {}
-        self._decisions: dict[tuple[str, str, str, str], _Cached] = {}
+        self._decisions: dict[tuple[str, str, str, str, frozenset[str]], _Cached] = {}
+        self._own: dict[str, TrackUpdate] = {}  # this node's tracks: their latest update
         self._next_seq: dict[str, int] = {}
         self._committed_seq: dict[str, int] = {}
         self._held: dict[str, dict[int, tuple[TrackUpdate, dict[str, Any] | None, Any]]] = {}
@@ -607,38 +609,28 @@ class LinkService:
         wire: dict[str, Any] | None,
         local: dict[str, Any],
     ) -> None:
+        """Route an update now; accept it now, or after its track's earlier updates."""
         prev = self._chains.get(update.track_id)
-        if prev is not None and not prev.done():
-            # A consent round trip is under way for this track: stay behind it.
-            self._chains[update.track_id] = asyncio.create_task(
-                self._after(prev, update, sender, wire, local)
-            )
-            return
+        if prev is not None and prev.done():
+            prev = None
         try:
-            pending = self._route(update, sender, wire, local)
+            outcome = self._route(update, sender, wire, local)
         except GsomiaError as e:
             self._fail(update, sender, local, e)
             return
-        if pending is not None:
-            self._chains[update.track_id] = asyncio.create_task(pending)
+        if prev is None and not asyncio.iscoroutine(outcome):
+            outcome()
+            return
+        # A consent round trip is under way for this track (or starts now): the question goes
+        # out at once, so round trips overlap, but updates are accepted in their order.
+        self._chains[update.track_id] = asyncio.create_task(self._in_turn(prev, outcome))
 
-    async def _after(
-        self,
-        prev: asyncio.Task[None],
-        update: TrackUpdate,
-        sender: str | None,
-        wire: dict[str, Any] | None,
-        local: dict[str, Any],
-    ) -> None:
-        with contextlib.suppress(Exception):
-            await prev
-        try:
-            pending = self._route(update, sender, wire, local)
-        except GsomiaError as e:
-            self._fail(update, sender, local, e)
-            return
-        if pending is not None:
-            await pending
+    async def _in_turn(self, prev: asyncio.Task[None] | None, outcome: Any) -> None:
+        finish = await outcome if asyncio.iscoroutine(outcome) else outcome
+        if prev is not None:
+            with contextlib.suppress(Exception):
+                await prev
+        finish()
 
     def _fail(
         self, update: TrackUpdate, sender: str | None, local: dict[str, Any], e: GsomiaError
@@ -662,15 +654,10 @@ class LinkService:
         under: str,
         consents: frozenset[str],
     ) -> Decision:
-        key = (update.track_id, holder, recipient, under)
+        key = (update.track_id, holder, recipient, under, consents)
         now = self.node.now()
         cached = self._decisions.get(key)
-        if (
-            cached is not None
-            and cached.label == update.label
-            and cached.consents == consents
-            and now.timestamp() < cached.until
-        ):
+        if cached is not None and cached.label == update.label and now.timestamp() < cached.until:
             return cached.decision
         request = ReleaseRequest(
             label=update.label,
@@ -708,9 +695,11 @@ class LinkService:
         wire: dict[str, Any] | None,
         local: dict[str, Any],
     ) -> Any:
-        """Decide, forward and queue for the journal; a coroutine if consent must be asked."""
+        """Decide; what accepts the update (forwards it and queues it for the journal), or a
+        coroutine that asks for consent first and then gives it."""
         now_ns = time.time_ns()
         if sender is None:
+            self._own[update.track_id] = update
             finals, consents = self._finals(), frozenset[str]()
             hops: list[dict[str, Any]] = [{"p": self.party, "in": now_ns}]
             instrument = ""
@@ -749,17 +738,18 @@ class LinkService:
             forward.setdefault(decision.route[1], []).append(final)
             if not instrument:
                 instrument = under
+        if wire is not None:
+            local = {**local, "wire": wire["u"]}
         if asks and sender is not None:
-            return self._with_consent(update, sender, wire, hops, here, forward, asks, consents)
+            return self._with_consent(update, sender, hops, here, forward, asks, consents, local)
         if sender is None and not self._per_transfer(instrument):
             # The originator routing its own track through a hub is its consent to the hub's
             # forwarding (as for shares); where the hub needs consent to each transfer (TISA
             # para 4), the hub asks for it, update by update.
             consents = frozenset({self.party})
-        if wire is not None:
-            local = {**local, "wire": wire["u"]}
-        self._accept(update, sender, instrument, hops, here, forward, consents, deliver, local)
-        return None
+        return functools.partial(
+            self._accept, update, sender, instrument, hops, here, forward, consents, deliver, local
+        )
 
     def _per_transfer(self, instrument: str) -> bool:
         inst = self.node.registry.instruments.get(instrument)
@@ -788,13 +778,13 @@ class LinkService:
         self,
         update: TrackUpdate,
         sender: str,
-        wire: dict[str, Any] | None,
         hops: list[dict[str, Any]],
         here: SecurityLabel,
         forward: dict[str, list[str]],
         asks: list[tuple[str, str]],
         consents: frozenset[str],
-    ) -> None:
+        local: dict[str, Any],
+    ) -> Callable[[], None]:
         originator = update.originator
         conn = self._upstream.get(originator)
         granted = False
@@ -829,9 +819,8 @@ class LinkService:
                 if chosen is not None:
                     forward.setdefault(chosen[0].route[1], []).append(final)
             consents = with_consent
-        wire_u = wire.get("u") if wire is not None else None
-        self._accept(
-            update, sender, instrument, hops, here, forward, consents, True, {"wire": wire_u}
+        return functools.partial(
+            self._accept, update, sender, instrument, hops, here, forward, consents, True, local
         )
 
     def consent_answer(self, ident: int, granted: bool) -> None:
@@ -841,15 +830,13 @@ class LinkService:
 
     async def _answer_consent(self, party: str, msg: dict[str, Any], conn: Conn) -> None:
         """As originator: consent to the hub's forwarding if this node would release it."""
-        track = str(msg.get("track"))
-        state = self._tracks.get(track)
-        granted = False
-        if state is not None and state.originator == self.party:
-            probe = from_wire({**_state_wire(track, state), "seq": int(msg.get("seq", 0))})
-            granted = all(
-                self._decision(probe, self.party, str(f), str(msg.get("i")), frozenset()).allowed
-                for f in msg.get("to", ())
-            )
+        # The track's latest update as taken in here, committed or not: the hub may ask
+        # before this node's journal has written it.
+        probe = self._own.get(str(msg.get("track")))
+        granted = probe is not None and all(
+            self._decision(probe, self.party, str(f), str(msg.get("i")), frozenset()).allowed
+            for f in msg.get("to", ())
+        )
         await conn.send_json({"t": "c", "id": msg.get("id"), "granted": granted})
 
     # -- journal and publication
@@ -1156,17 +1143,4 @@ def _state_event(track: str, st: _TrackState, pos: int) -> dict[str, Any]:
         "impact": st.impact,
         "hops": [],
         "published_ns": None,
-    }
-
-
-def _state_wire(track: str, st: _TrackState) -> dict[str, Any]:
-    return {
-        "track_id": track,
-        "seq": st.seq,
-        "originator": st.originator,
-        "label": st.label,
-        "phase": st.phase,
-        "launch": st.launch,
-        "trajectory": [],
-        "impact": None,
     }
