@@ -304,7 +304,16 @@ def serve_cmd(
     # and young collections run less often.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    # Open streams (SSE consoles, peers' WebSockets) never end by themselves: on SIGTERM they
+    # get a moment, then the app shuts down (the link writes what it accepted).
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
 
 
 peers_app = typer.Typer(help="The node's peers: partner nodes with their keys pinned.")

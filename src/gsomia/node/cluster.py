@@ -177,16 +177,18 @@ class Cluster:
         raise PeerUnreachableError(f"the {party} node did not come up within {timeout:.0f} s")
 
     def stop(self, parties: Iterable[str] | None = None, *, kill: bool = False) -> None:
-        for party in parties or self.nodes:
-            proc = self.nodes[party]
-            if proc.process is None or proc.process.poll() is not None:
-                continue
+        """Stop nodes: all signalled first, then each waited for (SIGKILL after 15 s)."""
+        running = [self.nodes[p] for p in (parties or self.nodes) if self.nodes[p].running]
+        for proc in running:
+            assert proc.process is not None
             proc.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        for proc in running:
+            assert proc.process is not None
             try:
                 proc.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.process.kill()
-                proc.process.wait(timeout=5)
+                proc.process.wait()
 
     def pids(self) -> dict[str, int]:
         return {p: n.process.pid for p, n in self.nodes.items() if n.process is not None}
