@@ -277,9 +277,17 @@ def _pct(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def bench(*, quick: bool, window: int, reps: int, say: Any) -> dict[str, Any]:
-    total = 3_000 if quick else 20_000
-    seconds = 5.0 if quick else 20.0
+def bench(
+    *,
+    quick: bool,
+    window: int,
+    reps: int,
+    say: Any,
+    total: int | None = None,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    total = total or (3_000 if quick else 20_000)
+    seconds = seconds or (5.0 if quick else 20.0)
     runs: dict[str, list[dict[str, Any]]] = {r.name: [] for r in ROUTES}
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-link-") as tmp:
         for route in ROUTES:
@@ -363,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
     parser.add_argument("--window", type=int, default=512, help="unacknowledged updates at most")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per route")
+    parser.add_argument("--updates", type=int, default=None, help="updates in the rate run")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds at 200 updates/s")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
     console = Console(stderr=True)
@@ -371,7 +381,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.json:
             console.print(text)
 
-    result = bench(quick=args.quick, window=args.window, reps=reps, say=say)
+    result = bench(
+        quick=args.quick,
+        window=args.window,
+        reps=reps,
+        say=say,
+        total=args.updates,
+        seconds=args.seconds,
+    )
     if args.json:
         print(json.dumps(result))
     else:
