@@ -9,13 +9,17 @@ their own processes on 127.0.0.1, each a single uvicorn worker:
 
 - ``gsomia``: the node, set up and served by its own CLI (``gsomia node init``, ``gsomia users
   add``, ``gsomia node serve``): bearer-token authentication, label validation, clearance and
-  need-to-know checks, the access register written in the same transaction, the item's JSON with
-  its markings in the response.
+  need-to-know checks, the access register and the ledger written in the same transaction as the
+  act, the item's JSON with its markings in the response. Creates and reads go through the node's
+  group commit: the acts of concurrent requests share one transaction and one commit, and each
+  request is answered only once that commit is durable (so every read is a durable write).
 - ``ceiling``: bench/_ceiling_app.py, a bare FastAPI endpoint that stores the same request (title,
   label JSON, base64 payload) with one plain INSERT and returns the payload by id, with no checks.
   It uses ``gsomia.store.engine`` too, so the engine settings are the node's (SQLite: WAL,
   synchronous=FULL, BEGIN IMMEDIATE behind one writer lock; PostgreSQL: psycopg 3, same pool),
-  and it writes to the same database (the node's SQLite file; the same PostgreSQL schema).
+  and it writes to the same database (the node's SQLite file; the same PostgreSQL schema). It
+  commits each request on its own, as a bare endpoint does; its reads write nothing. With
+  concurrent clients the node's creates can therefore outrun it (one commit for several).
 
 The load is the same for both: N client threads (default 4), each with its own keep-alive
 ``httpx.Client``, sending the same pre-encoded requests: creates of 1 KiB random payloads

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from gsomia.node import service
-from gsomia.store.repositories import AccessRegister, Items
+from gsomia.store.repositories import ActBatch, Items
 
 from .conftest import (
     CORPUS,
@@ -301,13 +300,16 @@ def test_the_read_is_registered_before_the_payload_is_returned(
     secret = b"THE-SECRET-CONTENT"
     item = api.create("officer", payload=secret)
 
-    class FailingRegister(AccessRegister):
-        def record(self, *, action: str, **kwargs: Any) -> None:
-            if action == "read":
-                raise RuntimeError("the register's disk is full")
-            super().record(action=action, **kwargs)
+    # Reads are written in group-commit batches: the batch's register rows and ledger entries
+    # go in together just before its commit. Fail that write for any batch holding a read.
+    flush = ActBatch.flush
 
-    monkeypatch.setattr(service, "AccessRegister", FailingRegister)
+    def failing_flush(batch: ActBatch) -> None:
+        if any(entry.kind == "act.read" for entry in batch._entries):
+            raise RuntimeError("the register's disk is full")
+        flush(batch)
+
+    monkeypatch.setattr(ActBatch, "flush", failing_flush)
     response = api.get("officer", f"/items/{item['id']}/payload")
     assert_problem(response, 500, "internal-error")
     assert secret not in response.content

@@ -5,6 +5,13 @@ see does not exist for that user: the same ``ItemNotFoundError`` as for an unkno
 same absence from lists, searches and counts (the store filters in SQL). Every act on a classified
 item and every read of one is written to the access register in the same transaction as the act.
 The clock is read here, once per act, through the node's ``clock`` (fixed for simulation).
+
+The most frequent acts (creating an item, viewing one, reading its content) also come in a
+``_soon`` form for the HTTP API: the act is queued for the node's group commit (``GroupCommit``),
+which runs the acts of concurrent requests in one transaction, with one commit, and resolves each
+act's future only after that commit. Such a request names its user by a ``Caller``: the user as
+authenticated earlier, and the hash of the token shown, which the act checks again in its own
+transaction (so a token revoked in the meantime, even by another process, acts no more).
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from gsomia.core.canonical import digest
 from gsomia.core.errors import (
@@ -29,7 +38,8 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.parties import ClassificationScheme, Level
 from gsomia.core.registry import Registry
 from gsomia.core.release import Decision, Person, ReleaseRequest, decide
-from gsomia.store.engine import Store
+from gsomia.ledger.log import Appender
+from gsomia.store.engine import GroupCommit, Outcome, Store
 from gsomia.store.records import (
     AccessRecord,
     Consent,
@@ -42,7 +52,16 @@ from gsomia.store.records import (
     User,
     Visibility,
 )
-from gsomia.store.repositories import AccessRegister, Consents, Items, NodeMeta, Users
+from gsomia.store.repositories import (
+    AccessRegister,
+    ActBatch,
+    Consents,
+    HotStatements,
+    Items,
+    NodeMeta,
+    Users,
+    token_digest,
+)
 
 ITEM_ROLES = (Role.OFFICER, Role.RELEASE_AUTHORITY)
 REGISTER_ROLES = (Role.AUDITOR, Role.ADMIN)
@@ -57,6 +76,30 @@ class LabelInput:
     releasable_to: frozenset[str] = frozenset()
     compartments: frozenset[str] = frozenset()
     originator_consent_required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks for an act: the user as authenticated, and the SHA-256 of the token they showed.
+
+    With a token hash, the act looks the token up again in its own transaction and acts as the
+    user found there (or refuses: ``AuthenticationError``). Without one, the user is taken as
+    given, as the node's plain methods take their ``actor``.
+    """
+
+    user: User
+    token_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Act:
+    """One act for the group commit: who asks, and what to do in the batch as whom."""
+
+    caller: Caller
+    run: Callable[[ActBatch, User], Any]
+
+
+CALLER_CACHE = 4096  # tokens remembered; beyond that the cache starts again
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +135,12 @@ class Node:
         self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
         self.max_payload_bytes = max_payload_bytes
+        self._hot = HotStatements(store.engine.dialect)
+        self._ledger = Appender(store.engine.dialect)
+        self._acts: GroupCommit[_Act] = GroupCommit(
+            store, self._execute_acts, name=f"gsomia-acts-{self.party}"
+        )
+        self._callers: dict[str, Caller] = {}  # token hash -> caller, as last authenticated
 
     def now(self) -> datetime:
         return self.clock()
@@ -148,13 +197,37 @@ class Node:
         return user, token
 
     def authenticate(self, token: str | None) -> User:
+        return self.caller(token).user
+
+    def caller(self, token: str | None) -> Caller:
+        """The caller holding ``token``, from the database (remembered for ``cached_caller``)."""
         if not token:
             raise AuthenticationError("a bearer token is required")
+        token_hash = token_digest(token)
         with self.store.read() as s:
             user = Users(s).by_token(token)
         if user is None:
+            self._callers.pop(token_hash, None)
             raise AuthenticationError("unknown or revoked token")
-        return user
+        caller = Caller(user, token_hash)
+        self._remember(caller)
+        return caller
+
+    def cached_caller(self, token: str | None) -> Caller | None:
+        """The caller holding ``token`` as last authenticated here, or None if not remembered.
+
+        Only for acts that check the token again in their own transaction (the ``_soon`` acts):
+        a remembered caller may have been revoked since, by another process.
+        """
+        if not token:
+            raise AuthenticationError("a bearer token is required")
+        return self._callers.get(token_digest(token))
+
+    def _remember(self, caller: Caller) -> None:
+        assert caller.token_hash is not None
+        if len(self._callers) >= CALLER_CACHE:
+            self._callers.clear()
+        self._callers[caller.token_hash] = caller
 
     def list_users(self, actor: User, *, limit: int = 100, cursor: str | None = None) -> Page[User]:
         _require(actor, Role.ADMIN, Role.AUDITOR)
@@ -188,6 +261,7 @@ class Node:
                 at=now,
                 detail=revoked.name,
             )
+        self._callers.clear()  # (acts check their token again anyway)
         return revoked
 
     # -- items ------------------------------------------------------------------------------
@@ -229,59 +303,127 @@ class Node:
             raise ForbiddenError("not read into every compartment of the label")
 
     def create_item(self, actor: User, *, title: str, label: LabelInput, payload: bytes) -> Item:
-        _require(actor, *ITEM_ROLES)
+        item: Item = self._acts.run(self._create_act(Caller(actor), title, label, payload))
+        return item
+
+    def create_item_soon(
+        self, caller: Caller, *, title: str, label: LabelInput, payload: bytes
+    ) -> Future[Item]:
+        """``create_item`` in the group commit: the future resolves once the item is durable."""
+        return self._acts.submit(self._create_act(caller, title, label, payload))
+
+    def get_item(self, actor: User, item_id: str) -> Item:
+        item: Item = self._acts.run(self._view_act(Caller(actor), item_id))
+        return item
+
+    def get_item_soon(self, caller: Caller, item_id: str) -> Future[Item]:
+        return self._acts.submit(self._view_act(caller, item_id))
+
+    def read_payload(self, actor: User, item_id: str) -> tuple[Item, bytes]:
+        """The item's content; the read is in the access register before it is returned."""
+        found: tuple[Item, bytes] = self._acts.run(self._read_act(Caller(actor), item_id))
+        return found
+
+    def read_payload_soon(self, caller: Caller, item_id: str) -> Future[tuple[Item, bytes]]:
+        """``read_payload`` in the group commit: the future resolves once the read is on record."""
+        return self._acts.submit(self._read_act(caller, item_id))
+
+    # Each act checks what it can before it is queued (the same errors, in the same order, as
+    # ever), then again in its batch as the user the batch's transaction finds.
+
+    def _create_act(self, caller: Caller, title: str, label: LabelInput, payload: bytes) -> _Act:
+        _require(caller.user, *ITEM_ROLES)
         self._check_payload(payload)
         title = _title(title)
         full, level = self._label(label)
-        self._may_hold(actor, full, level)
-        now = self.now()
-        with self.store.write() as s:
-            item = Items(s).add(
+        self._may_hold(caller.user, full, level)
+        label_data = full.to_dict()
+
+        def run(batch: ActBatch, actor: User) -> Item:
+            _require(actor, *ITEM_ROLES)
+            self._may_hold(actor, full, level)
+            now = self.now()
+            item = batch.add_item(
                 title=title,
-                label=full.to_dict(),
+                label=label_data,
                 level_rank=level.rank,
                 payload=payload,
                 created_by=actor.id,
                 now=now,
             )
-            AccessRegister(s).record(
+            batch.record(
                 item_id=item.id,
                 user_id=actor.id,
                 action="create",
                 at=now,
                 detail=f"{level.id}, {len(payload)} B",  # never the title: it may be classified
             )
-        return item
+            return item
 
-    def get_item(self, actor: User, item_id: str) -> Item:
+        return _Act(caller, run)
+
+    def _view_act(self, caller: Caller, item_id: str) -> _Act:
         item_id = _known_shape(item_id)
-        _require(actor, *ITEM_ROLES, Role.AUDITOR)
-        now = self.now()
-        with self.store.write() as s:
-            item = Items(s).get(item_id, self.visibility(actor))
-            if item is None:
+        _require(caller.user, *ITEM_ROLES, Role.AUDITOR)
+
+        def run(batch: ActBatch, actor: User) -> Item:
+            _require(actor, *ITEM_ROLES, Role.AUDITOR)
+            found = batch.item(item_id, self.visibility(actor), with_payload=False)
+            if found is None:
                 raise ItemNotFoundError(item_id)
-            AccessRegister(s).record(
-                item_id=item.id, user_id=actor.id, action="view", at=now, detail=""
-            )
-        return item
+            item = found[0]
+            batch.record(item_id=item.id, user_id=actor.id, action="view", at=self.now(), detail="")
+            return item
 
-    def read_payload(self, actor: User, item_id: str) -> tuple[Item, bytes]:
-        """The item's content; the read is in the access register before it is returned."""
+        return _Act(caller, run)
+
+    def _read_act(self, caller: Caller, item_id: str) -> _Act:
         item_id = _known_shape(item_id)
-        _require(actor, *ITEM_ROLES)
-        now = self.now()
-        with self.store.write() as s:
-            found = Items(s).get_with_payload(item_id, self.visibility(actor))
+        _require(caller.user, *ITEM_ROLES)
+
+        def run(batch: ActBatch, actor: User) -> tuple[Item, bytes]:
+            _require(actor, *ITEM_ROLES)
+            found = batch.item(item_id, self.visibility(actor), with_payload=True)
             if found is None:
                 raise ItemNotFoundError(item_id)
             item, data = found
+            assert data is not None
             if item.status is Disposition.DESTROYED:
                 raise ConflictError(f"item {item_id} was destroyed")
-            AccessRegister(s).record(
-                item_id=item.id, user_id=actor.id, action="read", at=now, detail=f"{len(data)} B"
+            batch.record(
+                item_id=item.id,
+                user_id=actor.id,
+                action="read",
+                at=self.now(),
+                detail=f"{len(data)} B",
             )
-        return item, data
+            return item, data
+
+        return _Act(caller, run)
+
+    def _execute_acts(self, db: Any, acts: Sequence[_Act]) -> list[Outcome]:
+        """A batch of acts in one write transaction (``GroupCommit``'s ``execute``)."""
+        batch = ActBatch(db, self._hot, self._ledger)
+        hashes = {a.caller.token_hash for a in acts if a.caller.token_hash is not None}
+        current = batch.users_by_token(hashes)
+        for shown in hashes:
+            user = current.get(shown)
+            if user is None:
+                self._callers.pop(shown, None)
+            else:
+                self._remember(Caller(user, shown))
+        outcomes: list[Outcome] = []
+        for act in acts:
+            try:
+                token_hash = act.caller.token_hash
+                actor = act.caller.user if token_hash is None else current.get(token_hash)
+                if actor is None:
+                    raise AuthenticationError("unknown or revoked token")
+                outcomes.append((act.run(batch, actor), None))
+            except Exception as e:
+                outcomes.append((None, e))
+        batch.flush()
+        return outcomes
 
     def search(self, actor: User, query: ItemSearch) -> Page[Item]:
         _require(actor, *ITEM_ROLES, Role.AUDITOR)

@@ -11,12 +11,14 @@ import base64
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Dialect,
     and_,
     exists,
     false,
@@ -31,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from gsomia.core.errors import ConflictError, InputError, InvalidCursorError
-from gsomia.ledger.log import NewEntry, append_entries
+from gsomia.ledger.log import Appender, NewEntry, append_entries
 from gsomia.store.models import (
     AccessRow,
     ConsentRow,
@@ -266,6 +268,55 @@ def visible(visibility: Visibility) -> ColumnElement[bool]:
     )
 
 
+def new_item_values(
+    *,
+    title: str,
+    label: dict[str, Any],
+    level_rank: int,
+    payload: bytes,
+    created_by: str | None,
+    now: datetime,
+    source_item_id: str | None = None,
+    derivation: Derivation | None = None,
+    received_from: str | None = None,
+    received_under: str | None = None,
+    origin_item_id: str | None = None,
+    item_id: str | None = None,
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """A new item's column values, its topics and its compartments, checked (``InputError``)."""
+    topics = sorted(set(label.get("topics", ())))
+    compartments = sorted(set(label.get("compartments", ())))
+    if not topics:
+        raise InputError("an item needs at least one topic: need-to-know is decided on topics")
+    if item_id is not None and not _ITEM_ID.fullmatch(item_id):
+        raise InputError(f"an item id is 1 to 64 letters, digits and hyphens: {item_id[:64]!r}")
+    values = {
+        "id": item_id or str(uuid.uuid4()),
+        "title": title,
+        "originator": label["originator"],
+        "policy": label["policy"],
+        "classification": label["classification"],
+        "level_rank": level_rank,
+        "label": label,
+        "payload": payload,
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+        "created_at": now,
+        "created_by": created_by,
+        "version": 1,
+        "status": Disposition.HELD.value,
+        "source_item_id": source_item_id,
+        "derivation": derivation.value if derivation else None,
+        "received_from": received_from,
+        "received_under": received_under,
+        "origin_item_id": origin_item_id,
+        "disposed_at": None,
+        "disposed_by": None,
+        "disposition_note": None,
+    }
+    return values, topics, compartments
+
+
 class Items:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -286,33 +337,21 @@ class Items:
         origin_item_id: str | None = None,
         item_id: str | None = None,
     ) -> Item:
-        topics = sorted(set(label.get("topics", ())))
-        compartments = sorted(set(label.get("compartments", ())))
-        if not topics:
-            raise InputError("an item needs at least one topic: need-to-know is decided on topics")
-        if item_id is not None and not _ITEM_ID.fullmatch(item_id):
-            raise InputError(f"an item id is 1 to 64 letters, digits and hyphens: {item_id[:64]!r}")
-        row = ItemRow(
-            id=item_id or str(uuid.uuid4()),
+        values, topics, compartments = new_item_values(
             title=title,
-            originator=label["originator"],
-            policy=label["policy"],
-            classification=label["classification"],
-            level_rank=level_rank,
             label=label,
+            level_rank=level_rank,
             payload=payload,
-            payload_sha256=hashlib.sha256(payload).hexdigest(),
-            size=len(payload),
-            created_at=now,
             created_by=created_by,
-            version=1,
-            status=Disposition.HELD.value,
+            now=now,
             source_item_id=source_item_id,
-            derivation=derivation.value if derivation else None,
+            derivation=derivation,
             received_from=received_from,
             received_under=received_under,
             origin_item_id=origin_item_id,
+            item_id=item_id,
         )
+        row = ItemRow(**values)
         self.s.add(row)
         self.s.flush()  # the parent row exists before its topic rows reference it
         # One executemany each, rather than an ORM object per row.
@@ -498,6 +537,27 @@ class Items:
 # -- the access register ----------------------------------------------------------------------
 
 
+def act_entry(
+    item_id: str | None,
+    user_id: str | None,
+    action: str,
+    at: datetime,
+    detail: str,
+    evidence: dict[str, Any] | None = None,
+) -> NewEntry:
+    """The ledger entry of an act recorded in the access register."""
+    record: dict[str, Any] = {
+        "act": action,
+        "item": item_id,
+        "user": user_id,
+        "detail": detail,
+        "at": at.astimezone(UTC).isoformat(),
+    }
+    if evidence:
+        record["evidence"] = evidence
+    return NewEntry(f"act.{action}", record, at)
+
+
 class AccessRegister:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -523,16 +583,7 @@ class AccessRegister:
                 item_id=item_id, user_id=user_id, action=action, at=at, detail=detail
             )
         )
-        record: dict[str, Any] = {
-            "act": action,
-            "item": item_id,
-            "user": user_id,
-            "detail": detail,
-            "at": at.astimezone(UTC).isoformat(),
-        }
-        if evidence:
-            record["evidence"] = evidence
-        append_entries(self.s, [NewEntry(f"act.{action}", record, at)])
+        append_entries(self.s, [act_entry(item_id, user_id, action, at, detail, evidence)])
 
     def list(
         self,
@@ -618,3 +669,303 @@ class NodeMeta:
             self.s.add(NodeMetaRow(key=key, value=value))
         else:
             row.value = value
+
+
+# -- the hot path: the node's most frequent acts, in group-commit batches ----------------------
+
+
+def _bind(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(
+        dialect
+    )
+    return processor
+
+
+def _result(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).result_processor(
+        dialect, None
+    )
+    return processor
+
+
+class _Processors:
+    """Column processors for rows of values in a fixed column order (only where a type has one)."""
+
+    __slots__ = ("only",)
+
+    def __init__(self, processors: Sequence[Callable[[Any], Any] | None]) -> None:
+        self.only = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def __call__(self, values: Sequence[Any]) -> list[Any]:
+        out = list(values)
+        for i, p in self.only:
+            if out[i] is not None:
+                out[i] = p(out[i])
+        return out
+
+
+def _item_of(v: dict[str, Any]) -> Item:
+    derivation = v["derivation"]
+    return Item(
+        id=v["id"],
+        title=v["title"],
+        label=dict(v["label"]),
+        level_rank=v["level_rank"],
+        size=v["size"],
+        payload_sha256=v["payload_sha256"],
+        created_at=v["created_at"],
+        created_by=v["created_by"],
+        version=v["version"],
+        status=Disposition(v["status"]),
+        source_item_id=v["source_item_id"],
+        derivation=Derivation(derivation) if derivation else None,
+        received_from=v["received_from"],
+        received_under=v["received_under"],
+        origin_item_id=v["origin_item_id"],
+        disposed_at=v["disposed_at"],
+        disposed_by=v["disposed_by"],
+        disposition_note=v["disposition_note"],
+    )
+
+
+class HotStatements:
+    """The statements of the node's most frequent acts, as DBAPI text for one dialect.
+
+    They run on the driver's connection inside SQLAlchemy's transaction (as the ledger's appends
+    do): same transaction, same locks, same commit. Through the ORM, building a unit of work and
+    an execution context per statement costs several times the statement itself. Values still
+    go through each column type's own processors, so what is stored, and what is read back, is
+    exactly what the ORM would store and read. The visibility conditions are those of
+    :func:`visible`, written out.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.mark = mark
+        items = [c for c in ItemRow.__table__.columns if c.name != "payload"]
+        payload = ItemRow.__table__.c.payload
+        self._item_names = tuple(c.name for c in items)
+        self._item_results = _Processors([_result(c, dialect) for c in items])
+        self._payload_result = _result(payload, dialect)
+        self._selects: dict[tuple[bool, int, int], str] = {}
+        every = list(ItemRow.__table__.columns)
+        self._insert_names = tuple(c.name for c in every)
+        self._insert_binds = _Processors([_bind(c, dialect) for c in every])
+        self.sqlite = dialect.name == "sqlite"
+        self.insert_item = (
+            f"INSERT INTO {ItemRow.__tablename__} ({', '.join(self._insert_names)})",
+            len(every),
+        )
+        self.insert_topic = (f"INSERT INTO {ItemTopicRow.__tablename__} (item_id, topic)", 2)
+        self.insert_compartment = (
+            f"INSERT INTO {ItemCompartmentRow.__tablename__} (item_id, compartment)",
+            2,
+        )
+        access = AccessRow.__table__.c
+        self._access_binds = _Processors(
+            [
+                _bind(c, dialect)
+                for c in (access.item_id, access.user_id, access.action, access.at, access.detail)
+            ]
+        )
+        self.insert_access = (
+            f"INSERT INTO {AccessRow.__tablename__} (item_id, user_id, action, at, detail)",
+            5,
+        )
+        users = UserRow.__table__.c
+        self._user_columns = (
+            users.id,
+            users.name,
+            users.roles,
+            users.clearance,
+            users.need_to_know,
+            users.compartments,
+            users.created_at,
+        )
+        self._user_results = _Processors([_result(c, dialect) for c in self._user_columns])
+        # The user last built from each token's row: the same row again is the same user.
+        self._users: dict[str, tuple[tuple[Any, ...], User]] = {}
+
+    # -- reading
+
+    def item(
+        self, db: Any, item_id: str, visibility: Visibility, *, with_payload: bool
+    ) -> tuple[Item, bytes | None] | None:
+        """The item (and its content), or None when it does not exist or is not visible."""
+        if visibility.max_rank <= 0:
+            return None  # no clearance: nothing exists
+        topics = sorted(visibility.need_to_know)
+        compartments = sorted(visibility.compartments)
+        shape = (with_payload, len(topics), len(compartments))
+        sql = self._selects.get(shape) or self._select(*shape)
+        cursor = db.cursor()
+        cursor.execute(sql, (item_id, visibility.max_rank, *topics, *compartments))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        n = len(self._item_names)
+        values = dict(zip(self._item_names, self._item_results(row[:n]), strict=True))
+        data = None
+        if with_payload:
+            raw = row[n]
+            data = bytes(self._payload_result(raw) if self._payload_result else raw)
+        return _item_of(values), data
+
+    def _select(self, with_payload: bool, topics: int, compartments: int) -> str:
+        m = self.mark
+        columns = ", ".join(f"i.{name}" for name in self._item_names)
+        topic_ok = f" AND t.topic NOT IN ({', '.join([m] * topics)})" if topics else ""
+        compartment_ok = (
+            f" AND c.compartment NOT IN ({', '.join([m] * compartments)})" if compartments else ""
+        )
+        sql = (
+            f"SELECT {columns}{', i.payload' if with_payload else ''} "
+            f"FROM {ItemRow.__tablename__} i WHERE i.id = {m} AND i.level_rank <= {m} "
+            f"AND NOT EXISTS (SELECT 1 FROM {ItemTopicRow.__tablename__} t "
+            f"WHERE t.item_id = i.id{topic_ok}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {ItemCompartmentRow.__tablename__} c "
+            f"WHERE c.item_id = i.id{compartment_ok})"
+        )
+        self._selects[with_payload, topics, compartments] = sql
+        return sql
+
+    def users_by_token(self, db: Any, token_hashes: Collection[str]) -> dict[str, User]:
+        """The active users holding these active tokens (by the tokens' SHA-256), in one query."""
+        if not token_hashes:
+            return {}
+        hashes = sorted(token_hashes)
+        columns = ", ".join(f"u.{c.name}" for c in self._user_columns)
+        cursor = db.cursor()
+        cursor.execute(
+            f"SELECT t.token_hash, {columns} FROM {TokenRow.__tablename__} t "
+            f"JOIN {UserRow.__tablename__} u ON u.id = t.user_id "
+            f"WHERE t.token_hash IN ({', '.join([self.mark] * len(hashes))}) "
+            "AND t.revoked_at IS NULL AND u.revoked_at IS NULL",
+            tuple(hashes),
+        )
+        out: dict[str, User] = {}
+        for row in cursor.fetchall():
+            token_hash, raw = row[0], tuple(row[1:])
+            known = self._users.get(token_hash)
+            if known is not None and known[0] == raw:
+                out[token_hash] = known[1]
+                continue
+            uid, name, roles, clearance, need_to_know, compartments, created_at = (
+                self._user_results(raw)
+            )
+            user = User(
+                id=uid,
+                name=name,
+                roles=frozenset(Role(r) for r in roles),
+                clearance=clearance,
+                need_to_know=frozenset(need_to_know),
+                compartments=frozenset(compartments),
+                created_at=_aware(created_at),
+                revoked_at=None,
+            )
+            if len(self._users) >= 4096:
+                self._users.clear()
+            self._users[token_hash] = (raw, user)
+            out[token_hash] = user
+        return out
+
+    # -- writing
+
+    def insert(
+        self, cursor: Any, statement: tuple[str, int], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """``INSERT ... (columns)`` of ``rows``: an ``executemany`` on SQLite (in process, cheap);
+        on PostgreSQL one statement with a ``VALUES`` row each, which costs one round trip where
+        psycopg's ``executemany`` costs a pipeline's."""
+        head, width = statement
+        one = f"({', '.join([self.mark] * width)})"
+        if self.sqlite:
+            cursor.executemany(f"{head} VALUES {one}", rows)
+        else:
+            cursor.execute(f"{head} VALUES {', '.join([one] * len(rows))}", [*chain(*rows)])
+
+    def item_params(self, values: dict[str, Any]) -> list[Any]:
+        return self._insert_binds([values[name] for name in self._insert_names])
+
+    def access_params(
+        self, item_id: str | None, user_id: str | None, action: str, at: datetime, detail: str
+    ) -> list[Any]:
+        return self._access_binds((item_id, user_id, action, at, detail))
+
+
+class ActBatch:
+    """One group-commit batch of the node's acts, in one write transaction.
+
+    Reads run at once; the rows the acts write (new items with their topics and compartments,
+    register entries and their ledger entries) are gathered and written by :meth:`flush`, in one
+    ``executemany`` per table and one ledger append, before the batch commits. An act checks
+    everything before it adds anything, so an act that fails adds nothing.
+    """
+
+    def __init__(self, db: Any, hot: HotStatements, ledger: Appender) -> None:
+        self.db = db  # a DBAPI connection in a write transaction (``Store.write_dbapi()``)
+        self.hot = hot
+        self.ledger = ledger
+        self._items: list[list[Any]] = []
+        self._topics: list[tuple[str, str]] = []
+        self._compartments: list[tuple[str, str]] = []
+        self._access: list[list[Any]] = []
+        self._entries: list[NewEntry] = []
+
+    def users_by_token(self, token_hashes: Collection[str]) -> dict[str, User]:
+        return self.hot.users_by_token(self.db, token_hashes)
+
+    def item(
+        self, item_id: str, visibility: Visibility, *, with_payload: bool
+    ) -> tuple[Item, bytes | None] | None:
+        return self.hot.item(self.db, item_id, visibility, with_payload=with_payload)
+
+    def add_item(
+        self,
+        *,
+        title: str,
+        label: dict[str, Any],
+        level_rank: int,
+        payload: bytes,
+        created_by: str | None,
+        now: datetime,
+    ) -> Item:
+        """A new item, as :meth:`Items.add` makes it; written by :meth:`flush`."""
+        values, topics, compartments = new_item_values(
+            title=title,
+            label=label,
+            level_rank=level_rank,
+            payload=payload,
+            created_by=created_by,
+            now=now,
+        )
+        params = self.hot.item_params(values)  # before anything is queued: it may raise
+        item_id = values["id"]
+        self._items.append(params)
+        self._topics.extend((item_id, t) for t in topics)
+        self._compartments.extend((item_id, c) for c in compartments)
+        return _item_of(values)
+
+    def record(
+        self, *, item_id: str | None, user_id: str | None, action: str, at: datetime, detail: str
+    ) -> None:
+        """As :meth:`AccessRegister.record`: the register row and its ledger entry."""
+        entry = act_entry(item_id, user_id, action, at, detail)
+        self._access.append(self.hot.access_params(item_id, user_id, action, at, detail))
+        self._entries.append(entry)
+
+    def flush(self) -> None:
+        """Write what the batch's acts added (parents before the rows that reference them)."""
+        hot, cursor = self.hot, self.db.cursor()
+        for statement, rows in (
+            (hot.insert_item, self._items),
+            (hot.insert_topic, self._topics),
+            (hot.insert_compartment, self._compartments),
+            (hot.insert_access, self._access),
+        ):
+            if rows:
+                hot.insert(cursor, statement, rows)
+        if self._entries:
+            self.ledger.append(self.db, self._entries)
+        self._items, self._topics, self._compartments, self._access = [], [], [], []
+        self._entries = []
