@@ -13,10 +13,12 @@ clock starts, a fresh item for every share.
 
 What one share is: ``POST /api/v1/items/{id}/shares {"recipient": "KOR"}`` on JPN, which decides,
 seals the envelope (AES-256-GCM, X25519+HKDF, Ed25519) and commits share, envelope and outbox entry
-before answering 201; JPN's delivery worker signs the request (RFC 9421) and POSTs the envelope;
-KOR verifies request and envelope, records the nonce, decides again, stores the item with its own
-marking and provenance, and answers a signed receipt; JPN verifies the receipt and records the
-share as delivered (``delivered_real``, wall clock).
+before answering 201 (concurrent requests group-committed); JPN's delivery worker signs a request
+(RFC 9421) carrying what is due for KOR (a batch of envelopes: one signature and one nonce per
+request) and POSTs it; KOR verifies the request and each envelope, records the nonce, decides
+again, stores each item with its own marking and provenance, and answers a signed receipt per
+envelope; JPN verifies each receipt and records the share as delivered (``delivered_real``, wall
+clock).
 
 - Throughput (closed loop): ``--threads`` client threads (default 4), each with a keep-alive
   client, post shares as fast as the share API answers 201. Shares/s = shares delivered / (the

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
 from gsomia.api.app import Actor, PersonIn, item_json
-from gsomia.core.errors import EnvelopeError, GsomiaError, InputError
+from gsomia.core.errors import (
+    AuthenticationError,
+    EnvelopeError,
+    GsomiaError,
+    InputError,
+    PayloadTooLargeError,
+)
 from gsomia.core.release import Person
-from gsomia.crypto.httpsig import verify_request
-from gsomia.node.federation import ENDPOINT, Federation
-from gsomia.store.federation import Peer
+from gsomia.crypto.httpsig import VerifiedRequest, verify_request
+from gsomia.node.federation import BATCH_ENDPOINT, ENDPOINT, MAX_BATCH_ENVELOPES, Federation
+from gsomia.store.federation import Peer, Share
+
+_bearer = HTTPBearer(auto_error=False)
 
 
 class _In(BaseModel):
@@ -59,12 +70,36 @@ def peer_json(peer: Peer) -> dict[str, Any]:
     }
 
 
+def _json(value: Any) -> bytes:
+    """Receipts and batch answers are plain JSON already: encoded once, not walked again by
+    FastAPI's encoder."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def federation_router(fed: Federation) -> APIRouter:
     router = APIRouter()
     node = fed.node
 
+    def verified_body(
+        url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[VerifiedRequest, Any]:
+        """The request's verified signer and its parsed body; a refusal is recorded (with the
+        nonce, so a refused request cannot be replayed) before it is raised."""
+        verified = None
+        try:
+            verified = verify_request(
+                method="POST", url=url, headers=headers, body=body, pinned=fed.pinned_signing_key
+            )
+            try:
+                return verified, json.loads(body)
+            except ValueError as e:
+                raise EnvelopeError("the request body is not JSON") from e
+        except GsomiaError as e:
+            fed.record_refusal(verified, None, e)
+            raise
+
     @router.post(ENDPOINT, tags=["federation"])
-    async def envelopes(request: Request) -> dict[str, Any]:
+    async def envelopes(request: Request) -> Response:
         """Node-to-node intake: an RFC 9421-signed request carrying one envelope.
 
         Every refusal is recorded (with its nonce, so a refused request cannot be replayed)
@@ -73,27 +108,39 @@ def federation_router(fed: Federation) -> APIRouter:
         body = await request.body()
         url, headers = str(request.url), dict(request.headers)
 
-        def intake() -> dict[str, Any]:
+        def intake() -> bytes:
             # All of it in the thread pool: verification and key look-ups must not stall the
             # event loop that every other request shares.
-            verified = None
-            envelope: Any = None
-            try:
-                verified = verify_request(
-                    method="POST", url=url, headers=headers, body=body,
-                    pinned=fed.pinned_signing_key,
-                )  # fmt: skip
-                try:
-                    envelope = json.loads(body)
-                except ValueError as e:
-                    raise EnvelopeError("the request body is not JSON") from e
-                return fed.receive(verified.party, envelope, verified)
-            except GsomiaError as e:
-                fed.record_refusal(verified, envelope, e)
-                raise
+            verified, envelope = verified_body(url, headers, body)
+            return _json(fed.receive(verified.party, envelope, verified))
 
-        receipt: dict[str, Any] = await run_in_threadpool(intake)
-        return receipt
+        return Response(await run_in_threadpool(intake), media_type="application/json")
+
+    @router.post(BATCH_ENDPOINT, tags=["federation"])
+    async def envelope_batch(request: Request) -> Response:
+        """Node-to-node intake of several envelopes in one RFC 9421-signed request
+        (``{"envelopes": [...]}``): one nonce and one transaction for all, and the answer
+        ``{"results": [...]}`` holds, in order, ``{"receipt": ...}`` or ``{"problem": ...}`` for
+        each envelope, exactly as it would have been answered alone."""
+        body = await request.body()
+        url, headers = str(request.url), dict(request.headers)
+
+        def intake() -> bytes:
+            verified, parsed = verified_body(url, headers, body)
+            found = parsed.get("envelopes") if isinstance(parsed, dict) else None
+            if not isinstance(found, list) or not found:
+                error = EnvelopeError('a batch is {"envelopes": [one or more envelopes]}')
+                fed.record_refusal(verified, None, error)
+                raise error
+            if len(found) > MAX_BATCH_ENVELOPES:
+                too_many = PayloadTooLargeError(
+                    f"a batch holds at most {MAX_BATCH_ENVELOPES} envelopes"
+                )
+                fed.record_refusal(verified, None, too_many)
+                raise too_many
+            return _json({"results": fed.receive_batch(verified.party, found, verified)})
+
+        return Response(await run_in_threadpool(intake), media_type="application/json")
 
     # -- peers --
 
@@ -120,17 +167,31 @@ def federation_router(fed: Federation) -> APIRouter:
     # -- shares --
 
     @router.post("/api/v1/items/{item_id}/shares", status_code=201, tags=["federation"])
-    def share(actor: Actor, item_id: str, body: ShareIn) -> dict[str, Any]:
-        person = None
-        if body.person is not None:
-            recipient = node.registry.party(body.recipient).code
-            clearance = body.person.clearance
-            person = Person(
+    async def share(
+        item_id: str,
+        body: ShareIn,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Response:
+        """Share an item (group-committed: no thread of the pool is held while it waits; the
+        bearer token is checked in the share's own transaction)."""
+        if creds is None or not creds.credentials:
+            raise AuthenticationError("a bearer token is required")
+        given = body.person
+
+        def person(recipient: str) -> Person:
+            assert given is not None
+            clearance = given.clearance
+            return Person(
                 clearance=node.registry.level(recipient, clearance).id if clearance else None,
-                need_to_know=frozenset(node.registry.topic(t).id for t in body.person.need_to_know),
-                compartments=frozenset(c.upper() for c in body.person.compartments),
+                need_to_know=frozenset(node.registry.topic(t).id for t in given.need_to_know),
+                compartments=frozenset(c.upper() for c in given.compartments),
             )
-        return fed.share(actor, item_id, body.recipient, person=person).to_dict()
+
+        future = fed.share_soon(
+            creds.credentials, item_id, body.recipient, person if given is not None else None
+        )
+        done: Share = await asyncio.wrap_future(future)
+        return Response(_json(done.to_dict()), status_code=201, media_type="application/json")
 
     @router.get("/api/v1/shares", tags=["federation"])
     def shares(actor: Actor, item_id: str | None = None) -> dict[str, Any]:

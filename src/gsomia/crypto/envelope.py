@@ -71,9 +71,24 @@ def _wrapping_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
     ).derive(shared)
 
 
-def _signed_part(envelope: dict[str, Any]) -> bytes:
-    return canonical_bytes(
-        {"header": envelope["header"], "key": envelope["key"], "ciphertext": envelope["ciphertext"]}
+def _signed_part(envelope: dict[str, Any], header: bytes | None = None) -> bytes:
+    """The canonical bytes of ``{"ciphertext", "header", "key"}``, the part the sender signs.
+
+    Composed from the canonical bytes of the three members: RFC 8785 writes an object as its
+    members in name order (``ciphertext`` < ``header`` < ``key``), each as ``"name":`` and the
+    value's canonical form, so this is byte for byte ``canonical_bytes`` of that object, without
+    walking the header twice when its bytes (the AEAD's associated data) are at hand.
+    """
+    return b"".join(
+        (
+            b'{"ciphertext":',
+            canonical_bytes(envelope["ciphertext"]),
+            b',"header":',
+            canonical_bytes(envelope["header"]) if header is None else header,
+            b',"key":',
+            canonical_bytes(envelope["key"]),
+            b"}",
+        )
     )
 
 
@@ -89,16 +104,28 @@ def seal(
     recipient_key: EncryptionPublicKey,
 ) -> dict[str, Any]:
     """The envelope carrying ``payload`` under ``header`` to the holder of ``recipient_key``."""
+    return seal_bytes(header, payload, sender_key=sender_key, recipient_key=recipient_key)[0]
+
+
+def seal_bytes(
+    header: dict[str, Any],
+    payload: bytes,
+    *,
+    sender_key: SigningPrivateKey,
+    recipient_key: EncryptionPublicKey,
+) -> tuple[dict[str, Any], bytes]:
+    """Like :func:`seal`, and the envelope's canonical bytes (what goes on the wire)."""
     header = {**header, "v": VERSION}
+    aad = canonical_bytes(header)
     content_key = AESGCM.generate_key(bit_length=256)
     data_nonce = os.urandom(12)
-    ciphertext = AESGCM(content_key).encrypt(data_nonce, payload, canonical_bytes(header))
+    ciphertext = AESGCM(content_key).encrypt(data_nonce, payload, aad)
     ephemeral = X25519PrivateKey.generate()
     ephemeral_public = ephemeral.public_key().public_bytes_raw()
     shared = ephemeral.exchange(recipient_key.key)
     wrap_key = _wrapping_key(shared, ephemeral_public, recipient_key.raw)
     wrap_nonce = os.urandom(12)
-    wrapped = AESGCM(wrap_key).encrypt(wrap_nonce, content_key, canonical_bytes(header))
+    wrapped = AESGCM(wrap_key).encrypt(wrap_nonce, content_key, aad)
     envelope: dict[str, Any] = {
         "header": header,
         "key": {
@@ -110,32 +137,41 @@ def seal(
         },
         "ciphertext": {"alg": "A256GCM", "nonce": _b64(data_nonce), "data": _b64(ciphertext)},
     }
-    envelope["signature"] = {
+    signed = _signed_part(envelope, aad)
+    signature = {
         "alg": "ed25519",
         "keyid": sender_key.key_id,
-        "value": _b64(sender_key.sign(_signed_part(envelope))),
+        "value": _b64(sender_key.sign(signed)),
     }
-    return envelope
+    envelope["signature"] = signature
+    # The whole envelope in canonical form: the signed object with "signature" (last by name).
+    return envelope, b"".join((signed[:-1], b',"signature":', canonical_bytes(signature), b"}"))
 
 
 def verify_envelope(envelope: Any, sender_key: SigningPublicKey) -> str:
     """Check the sender's signature; the envelope's digest. Raises EnvelopeError."""
+    return _verified(envelope, sender_key)[0]
+
+
+def _verified(envelope: Any, sender_key: SigningPublicKey) -> tuple[str, bytes]:
+    """The envelope's digest and its header's canonical bytes, once the signature verifies."""
     try:
         signature = _unb64(envelope["signature"]["value"])
-        signed = _signed_part(envelope)
+        header = canonical_bytes(envelope["header"])
+        signed = _signed_part(envelope, header)
     except (KeyError, TypeError, ValueError) as e:
         log.debug("malformed envelope: %s", e)
         raise EnvelopeError("malformed envelope") from None
     if not sender_key.is_valid_signature(signature, signed):
         raise EnvelopeError("the envelope's signature does not verify")
-    return "sha256:" + hashlib.sha256(signed).hexdigest()
+    return "sha256:" + hashlib.sha256(signed).hexdigest(), header
 
 
 def open_envelope(
     envelope: Any, *, sender_key: SigningPublicKey, recipient_key: EncryptionPrivateKey
 ) -> Opened:
     """Verify, unwrap and decrypt. Every failure is one ``EnvelopeError``."""
-    digest = verify_envelope(envelope, sender_key)
+    digest, aad = _verified(envelope, sender_key)
     try:
         header = envelope["header"]
         key = envelope["key"]
@@ -147,7 +183,6 @@ def open_envelope(
         ephemeral = EncryptionPublicKey.from_text(key["ephemeral"])
         shared = recipient_key.exchange(ephemeral)
         wrap_key = _wrapping_key(shared, ephemeral.raw, recipient_key.public_key.raw)
-        aad = canonical_bytes(header)
         content_key = AESGCM(wrap_key).decrypt(_unb64(key["nonce"]), _unb64(key["wrapped"]), aad)
         payload = AESGCM(content_key).decrypt(_unb64(body["nonce"]), _unb64(body["data"]), aad)
     except (KeyError, TypeError, ValueError, InvalidTag, InvalidPublicKeyError) as e:

@@ -24,19 +24,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gsomia.core.canonical import canonical_bytes, digest
 from gsomia.core.errors import (
+    AuthenticationError,
     ConflictError,
     EnvelopeError,
     ForbiddenError,
@@ -49,7 +53,7 @@ from gsomia.core.errors import (
 )
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.release import Decision, Person, ReleaseRequest, decide, equivalent_label
-from gsomia.crypto.envelope import open_envelope, seal, sign_receipt
+from gsomia.crypto.envelope import Opened, open_envelope, seal_bytes, sign_receipt
 from gsomia.crypto.httpsig import WINDOW, VerifiedRequest
 from gsomia.crypto.keys import (
     EncryptionPrivateKey,
@@ -58,7 +62,9 @@ from gsomia.crypto.keys import (
     SigningPublicKey,
 )
 from gsomia.node.service import ITEM_ROLES, Node, _require
+from gsomia.store.engine import Store
 from gsomia.store.federation import (
+    ActLog,
     ConsentRequests,
     Inbox,
     Incidents,
@@ -69,21 +75,181 @@ from gsomia.store.federation import (
     Peers,
     Share,
     Shares,
+    add_received_item,
+    consent_originators,
+    item_to_share,
+    user_by_token,
 )
-from gsomia.store.records import Disposition, Item, Role, User
+from gsomia.store.records import Disposition, Item, Role, User, Visibility
 from gsomia.store.repositories import AccessRegister, Consents, Items
 
+logger = logging.getLogger(__name__)
+
 ENDPOINT = "/federation/v1/envelopes"
+BATCH_ENDPOINT = "/federation/v1/envelope-batches"
+MAX_BATCH_ENVELOPES = 256  # per batch request: the receiver refuses more with 413
 PEER_CACHE_SECONDS = 5.0
 NONCE_PRUNE_SECONDS = 60.0
 INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "follow-up")
 NOTICE_KINDS = ("reclassify", "retract", "destroy")
+GROUP_COMMIT_LIMIT = 64  # share acts written in one transaction at most
+
+_T = TypeVar("_T")
 
 
 def real_now() -> datetime:
     """Wall-clock time: for transport windows and latency, never for the law (that is the
     node's clock, which a simulation may fix)."""
     return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Batch:
+    """What the acts of one group-commit batch share: its session, its ``ActLog``, and the
+    users its callers' tokens name (looked up once per batch, in its own transaction)."""
+
+    s: Session
+    log: ActLog
+    users: dict[str, User | None] = field(default_factory=dict)
+
+    def user(self, token: str) -> User:
+        """The active user holding ``token`` now, or ``AuthenticationError``."""
+        if token not in self.users:
+            self.users[token] = user_by_token(self.s, token)
+        found = self.users[token]
+        if found is None:
+            raise AuthenticationError("unknown or revoked token")
+        return found
+
+
+class GroupCommit:
+    """Group commit: the acts of concurrent callers are written in one transaction.
+
+    Acts queue for one writer thread (started when needed, ended when idle), which writes what
+    has arrived while it wrote the previous batch: nothing waits for a batch to fill. Each act
+    runs in a savepoint of its own, so one that fails (an item not found, a peer unknown) takes
+    nothing else with it, and its future resolves only once the transaction that holds it has
+    committed: what a caller acknowledges is durable, as with a transaction of its own. Acts
+    record themselves in the batch's ``ActLog``: one register insert and one ledger append per
+    batch.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        limit: int = GROUP_COMMIT_LIMIT,
+        after: Callable[[bool], None] | None = None,
+        idle: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.limit = limit
+        self.after = after  # called in the writer thread: did the batch commit?
+        self.idle = idle
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._queue: list[tuple[Callable[[Batch], Any], bool, Future[Any]]] = []
+        self._writer: threading.Thread | None = None
+
+    def submit(self, act: Callable[[Batch], _T], *, atomic: bool = False) -> Future[_T]:
+        """Queue ``act(batch)``; its future resolves once its batch has committed.
+
+        ``atomic``: the act raises, if it does, before it writes anything (every check first,
+        every write last), so it needs no savepoint of its own.
+        """
+        future: Future[_T] = Future()
+        with self._lock:
+            self._queue.append((act, atomic, future))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._work, name="gsomia-share-commits", daemon=True
+                )
+                self._writer.start()
+            else:
+                self._ready.notify()
+        return future
+
+    def run(self, act: Callable[[Batch], _T], *, atomic: bool = False) -> _T:
+        """``act(batch)``'s result, once its batch has committed (or its error)."""
+        return self.submit(act, atomic=atomic).result()
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not self._queue:
+                        if not self._ready.wait(self.idle) and not self._queue:
+                            self._writer = None  # the next submit starts another
+                            return
+                    jobs = self._queue[: self.limit]
+                    del self._queue[: self.limit]
+                self._write(jobs)
+        except BaseException:
+            with self._lock:
+                self._writer = None
+            raise
+
+    def _write(self, jobs: list[tuple[Callable[[Batch], Any], bool, Future[Any]]]) -> None:
+        jobs = [job for job in jobs if job[2].set_running_or_notify_cancel()]
+        try:
+            outcomes = self._committed(jobs)
+        except Exception as e:
+            if len(jobs) > 1:  # the batch did not commit: each act again, alone
+                for job in jobs:
+                    self._write_alone(job)
+                return
+            jobs[0][2].set_exception(e)
+            return
+        except BaseException as e:
+            for _, _, future in jobs:
+                future.set_exception(e)
+            raise
+        for (_, _, future), (result, error) in zip(jobs, outcomes, strict=True):
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def _write_alone(self, job: tuple[Callable[[Batch], Any], bool, Future[Any]]) -> None:
+        try:
+            ((result, error),) = self._committed([job])
+        except Exception as e:
+            job[2].set_exception(e)
+            return
+        if error is None:
+            job[2].set_result(result)
+        else:
+            job[2].set_exception(error)
+
+    def _committed(
+        self, jobs: list[tuple[Callable[[Batch], Any], bool, Future[Any]]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """The acts' outcomes, once their transaction has committed (else it raises: nothing
+        of it happened). An act that raises alone is its transaction's failure; in a batch,
+        an act's refusal (a ``GsomiaError``) is its own, and anything else, or any failure of
+        an atomic act (which has no savepoint), fails the batch."""
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with self.store.write() as s:
+                batch = Batch(s, ActLog(s))
+                if len(jobs) == 1:  # alone: its failure is the transaction's, no savepoint
+                    outcomes.append((jobs[0][0](batch), None))
+                else:
+                    for act, atomic, _ in jobs:
+                        mark = batch.log.mark()
+                        try:
+                            with contextlib.nullcontext() if atomic else s.begin_nested():
+                                outcomes.append((act(batch), None))
+                        except GsomiaError as e:
+                            batch.log.rollback(mark)
+                            outcomes.append((None, e))
+                batch.log.flush()
+        except BaseException:
+            if self.after is not None:
+                self.after(False)
+            raise
+        if self.after is not None:
+            self.after(True)
+        return outcomes
 
 
 class Federation:
@@ -99,12 +265,16 @@ class Federation:
         self.node = node
         self.signing_key = signing_key
         self.encryption_key = encryption_key
-        self.wake = threading.Event()  # set when the outbox has something new
+        self.wake = threading.Event()  # rung when an act queued something (queued_peers())
+        self._queued_peers: set[str] = set()  # peers with news in the outbox since the last claim
+        self._queued_lock = threading.Lock()
         self._peer_cache: dict[str, tuple[float, Peer | None]] = {}
         self._local = threading.local()  # per request: did this act queue anything?
         self._last_prune = 0.0
         self._key_cache: dict[str, SigningPublicKey] = {}
+        self._encryption_keys: dict[str, EncryptionPublicKey] = {}
         self._peer_lock = threading.Lock()
+        self._commits = GroupCommit(node.store, after=self._after_commit)
 
     @property
     def party(self) -> str:
@@ -182,6 +352,47 @@ class Federation:
             key = self._key_cache[peer.signing_key] = SigningPublicKey.from_text(peer.signing_key)
         return key
 
+    # -- news for the delivery worker --------------------------------------------------------
+
+    def publish_queued(self) -> None:
+        """After a commit: tell the delivery worker which peers this thread's acts queued
+        envelopes for (only then can a claim see them)."""
+        queued: set[str] | None = getattr(self._local, "queued_to", None)
+        if not queued:
+            return
+        self._local.queued_to = set()
+        with self._queued_lock:
+            self._queued_peers |= queued
+        self.wake.set()
+
+    def _after_commit(self, committed: bool) -> None:
+        if committed:
+            self.publish_queued()
+        else:
+            self._local.queued_to = set()  # nothing of it was written
+
+    def queued_peers(self) -> set[str]:
+        with self._queued_lock:
+            return set(self._queued_peers)
+
+    def forget_queued(self, peers: Iterable[str]) -> None:
+        """A claim has seen what was queued for ``peers``."""
+        with self._queued_lock:
+            self._queued_peers.difference_update(peers)
+
+    def _register(self, s: Session) -> ActLog | AccessRegister:
+        """Where an act in ``s`` is recorded: the batch's ``ActLog`` when ``s`` is the session
+        of a batch this thread is writing, else the access register at once."""
+        log: ActLog | None = getattr(self._local, "log", None)
+        return log if log is not None and log.s is s else AccessRegister(s)
+
+    def _encryption_key(self, peer: Peer) -> EncryptionPublicKey:
+        key = self._encryption_keys.get(peer.encryption_key)
+        if key is None:
+            key = EncryptionPublicKey.from_text(peer.encryption_key)
+            self._encryption_keys[peer.encryption_key] = key
+        return key
+
     def _forget_peer(self, party: str) -> None:
         with self._peer_lock:
             self._peer_cache.pop(party, None)
@@ -206,52 +417,106 @@ class Federation:
         self, actor: User, item_id: str, recipient: str, *, person: Person | None = None
     ) -> Share:
         """Decide and, if allowed, queue the item for delivery; if only the originator's consent
-        is missing, ask for it and wait."""
+        is missing, ask for it and wait.
+
+        Concurrent shares are group-committed: each is decided, sealed and written in a
+        savepoint of one shared transaction, and returns once that transaction is durable.
+        """
         _require(actor, *ITEM_ROLES)
         to = self.node.registry.party(recipient).code
+        visibility = self.node.visibility(actor)
+        return self._commits.run(
+            lambda b: self._share(b.s, b.log, actor, item_id, to, visibility, person),
+            atomic=True,
+        )
+
+    def write_soon(self, act: Callable[[Session, ActLog], _T]) -> Future[_T]:
+        """``act(session, acts)`` in the group commit (a savepoint of the next batch): its result
+        once that batch has committed. For the delivery worker's records of what came back."""
+        return self._commits.submit(lambda b: act(b.s, b.log))
+
+    def share_soon(
+        self,
+        token: str,
+        item_id: str,
+        recipient: str,
+        person: Callable[[str], Person] | None = None,
+    ) -> Future[Share]:
+        """``share`` for the HTTP API, as the holder of ``token``: the token is looked up in the
+        act's own transaction (a token revoked a moment ago, even by another process, shares
+        nothing), and the future resolves once the share is durable. ``person(recipient)``
+        gives the recipient-side person the decision is for, if any."""
+
+        def act(b: Batch) -> Share:
+            actor = b.user(token)
+            _require(actor, *ITEM_ROLES)
+            to = self.node.registry.party(recipient).code
+            visibility = self.node.visibility(actor)
+            who = person(to) if person is not None else None
+            return self._share(b.s, b.log, actor, item_id, to, visibility, who)
+
+        return self._commits.submit(act, atomic=True)
+
+    def _share(
+        self,
+        s: Session,
+        log: ActLog,
+        actor: User,
+        item_id: str,
+        to: str,
+        visibility: Visibility,
+        person: Person | None,
+    ) -> Share:
         now = self.node.now()
-        with self.node.store.write() as s:
-            items = Items(s)
-            item = items.get(item_id, self.node.visibility(actor))
-            if item is None:
-                raise ItemNotFoundError(item_id)
-            if item.status is not Disposition.HELD:
-                raise ConflictError(f"item {item_id} was {item.status.value}")
-            on_record = {c.originator for c in Consents(s).for_item(item.id)}
-            decision = self._decide(item, to, on_record, person=person)
+        found = item_to_share(s, item_id, visibility)
+        if found is None:
+            raise ItemNotFoundError(item_id)
+        item, payload = found
+        if item.status is not Disposition.HELD:
+            raise ConflictError(f"item {item_id} was {item.status.value}")
+        on_record = consent_originators(s, item.id)
+        decision = self._decide(item, to, on_record, person=person)
+        decided = decision.to_dict()
+        decided_digest = digest(decided)
+        evidence = decision_evidence(decision, decided_digest)
+        reasons = _why_not(decision)
+        share_id = str(uuid.uuid4())
+        status, envelope_id, request_id = "refused", None, None
+        # An atomic act (see GroupCommit.submit): everything that may fail before the first
+        # write, but asking for consent, which writes its request first (in a savepoint).
+        if decision.allowed:
+            envelope_id = self._enqueue_share(
+                s, share_id, item, decision, on_record, payload=payload, decided=decided_digest
+            )
+            status = "queued"
+        elif self._consent_would_do(item, to, on_record, person):
             label = SecurityLabel.from_dict(item.label)
-            share_id = str(uuid.uuid4())
-            status, envelope_id, request_id = "refused", None, None
-            if decision.allowed:
-                envelope_id = self._enqueue_share(s, share_id, item, decision, on_record)
-                status = "queued"
-            elif self._consent_would_do(item, to, on_record, person):
+            with s.begin_nested():
                 request_id = self._ask_consent(s, share_id, item, label, to)
-                status = "awaiting-consent"
-            share = Shares(s).add(
-                id=share_id,
-                item_id=item.id,
-                requested_by=actor.id,
-                recipient=to,
-                route=list(decision.route),
-                instruments=list(decision.instruments),
-                status=status,
-                reasons=_why_not(decision),
-                decision=decision.to_dict(),
-                created_at=now,
-                queued_real=real_now(),
-                envelope_id=envelope_id,
-                consent_request_id=request_id,
-            )
-            AccessRegister(s).record(
-                item_id=item.id,
-                user_id=actor.id,
-                action="share",
-                at=now,
-                detail=f"to {to}: {status} ({' → '.join(decision.route)})",
-                evidence=decision_evidence(decision),
-            )
-        self.wake.set()
+            status = "awaiting-consent"
+        share = Shares(s).insert(
+            id=share_id,
+            item_id=item.id,
+            requested_by=actor.id,
+            recipient=to,
+            route=list(decision.route),
+            instruments=list(decision.instruments),
+            status=status,
+            reasons=reasons,
+            decision=decided,
+            created_at=now,
+            queued_real=real_now(),
+            envelope_id=envelope_id,
+            consent_request_id=request_id,
+        )
+        log.record(
+            item_id=item.id,
+            user_id=actor.id,
+            action="share",
+            at=now,
+            detail=f"to {to}: {status} ({' → '.join(decision.route)})",
+            evidence=evidence,
+        )
         return share
 
     def _consent_would_do(
@@ -262,8 +527,8 @@ class Federation:
             return False
         return self._decide(item, to, on_record | {originator}, person=person).allowed
 
-    def _peer_or_fail(self, s: Any, party: str) -> Peer:
-        peer = Peers(s).get(party)
+    def _peer_or_fail(self, party: str) -> Peer:
+        peer = self.peer(party)  # cached: see peer()
         if peer is None:
             raise UnknownPeerError(f"{party} is not a peer of this node")
         return peer
@@ -279,7 +544,7 @@ class Federation:
         share_id: str | None = None,
     ) -> str:
         """Seal an envelope for ``to`` and put it in the outbox, in the caller's transaction."""
-        peer = self._peer_or_fail(s, to)
+        peer = self._peer_or_fail(to)
         envelope_id = str(uuid.uuid4())
         full = {
             **header,
@@ -292,21 +557,17 @@ class Federation:
             "nonce": secrets.token_hex(16),
             "registry_hash": self.node.registry.content_hash,
         }
-        envelope = seal(
-            full,
-            payload,
-            sender_key=self.signing_key,
-            recipient_key=EncryptionPublicKey.from_text(peer.encryption_key),
+        _, body = seal_bytes(
+            full, payload, sender_key=self.signing_key, recipient_key=self._encryption_key(peer)
         )
         Outbox(s).put(
-            envelope_id=envelope_id,
-            share_id=share_id,
-            kind=kind,
-            peer=to,
-            body=canonical_bytes(envelope),
+            envelope_id=envelope_id, share_id=share_id, kind=kind, peer=to, body=body,
             now=real_now(),
-        )
-        self._local.queued = True
+        )  # fmt: skip
+        queued: set[str] | None = getattr(self._local, "queued_to", None)
+        if queued is None:
+            queued = self._local.queued_to = set()
+        queued.add(to)
         return envelope_id
 
     def _enqueue_share(
@@ -317,7 +578,12 @@ class Federation:
         decision: Decision,
         consents: Iterable[str],
         relay_of: dict[str, Any] | None = None,
+        *,
+        payload: bytes | None = None,
+        decided: str | None = None,
     ) -> str:
+        """Seal the item for the next hop of ``decision`` and queue it (``payload`` and
+        ``decided``, the decision's digest, when the caller has them at hand)."""
         consents = set(consents)
         if item.label["originator"] == self.party:
             # The originator routing its own item is its consent; the signed envelope carries it
@@ -331,12 +597,13 @@ class Federation:
             "label": item.label,  # as the sender holds it; the receiver derives its own
             "received_under": item.received_under,
             "consents": sorted(set(consents)),
-            "decision_digest": digest(decision.to_dict()),
+            "decision_digest": decided or digest(decision.to_dict()),
             "origin_item_id": item.origin_item_id or item.id,
             "title": item.title,
             "relay_of": relay_of,
         }
-        payload = Items(s).payload(item.id)
+        if payload is None:
+            payload = Items(s).payload(item.id)
         return self._send(
             s, kind="share", to=decision.route[1], header=header, payload=payload, share_id=share_id
         )
@@ -371,23 +638,28 @@ class Federation:
         self, verified: VerifiedRequest | None, envelope: Any, error: GsomiaError
     ) -> None:
         """Record a refused node-to-node request (and its nonce, so it cannot be replayed)."""
-        header = envelope.get("header") if isinstance(envelope, dict) else None
-        header = header if isinstance(header, dict) else {}
-        detail = (
-            f"{error.code} from {verified.party if verified else 'an unverified sender'}: "
-            f"{error.message}; envelope {str(header.get('id', '?'))[:64]} "
-            f"({str(header.get('kind', '?'))[:32]})"
-        )[:500]
         with self.node.store.write() as s:
             if verified is not None and not isinstance(error, ReplayError):
                 # In a savepoint: a concurrent twin that recorded the nonce first must not
                 # spoil the refusal's own record.
                 with contextlib.suppress(ReplayError), s.begin_nested():
                     Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
-            AccessRegister(s).record(
-                item_id=None, user_id=None, action="federation-refused", at=self.node.now(),
-                detail=detail,
-            )  # fmt: skip
+            self._record_refusal(s, verified.party if verified else None, envelope, error)
+
+    def _record_refusal(
+        self, s: Session, signer: str | None, envelope: Any, error: GsomiaError
+    ) -> None:
+        header = envelope.get("header") if isinstance(envelope, dict) else None
+        header = header if isinstance(header, dict) else {}
+        detail = (
+            f"{error.code} from {signer or 'an unverified sender'}: "
+            f"{error.message}; envelope {str(header.get('id', '?'))[:64]} "
+            f"({str(header.get('kind', '?'))[:32]})"
+        )[:500]
+        self._register(s).record(
+            item_id=None, user_id=None, action="federation-refused", at=self.node.now(),
+            detail=detail,
+        )  # fmt: skip
 
     def receive(
         self, signer: str, envelope: Any, verified: VerifiedRequest | None = None
@@ -395,32 +667,83 @@ class Federation:
         """Act on an envelope from ``signer`` (already authenticated by its request signature).
 
         Returns the signed receipt. A redelivery returns the first receipt and does nothing else.
-        The request's nonce is recorded in the same transaction as the effect (one commit).
+        The request's nonce is recorded in the same transaction as the effect (one commit). A
+        refusal is recorded (with the nonce) before it is raised.
         """
-        if verified is not None:
-            with self.node.store.read() as s:
-                if Nonces(s).seen(verified.key_id, verified.nonce):
-                    raise ReplayError("this request was seen before")
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("header"), dict):
-            raise EnvelopeError("malformed envelope")
-        header = envelope["header"]
-        if header.get("sender") != signer:
-            raise MisaddressedError(
-                "the envelope's sender is not the party that signed the request"
-            )
-        if header.get("recipient") != self.party:
-            raise MisaddressedError(
-                f"this envelope is for {header.get('recipient')}, not {self.party}"
-            )
-        key = self.pinned_signing_key(signer)
-        if key is None:
-            raise UnknownPeerError(f"{signer} is not a peer of this node")
-        opened = open_envelope(envelope, sender_key=key, recipient_key=self.encryption_key)
-        header = opened.header
-        envelope_id = str(header.get("id", ""))
-        self._local.queued = False
-        self._prune_nonces()
-        handler = {
+        outcome = self._receive(signer, [envelope], verified)[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def receive_batch(
+        self, signer: str, envelopes: Sequence[Any], verified: VerifiedRequest | None = None
+    ) -> list[dict[str, Any]]:
+        """Act on several envelopes from ``signer`` that came in one signed request.
+
+        One nonce and one transaction for them all; each envelope is accepted or refused on its
+        own (in a savepoint), exactly as if it had come alone. The answer is one entry per
+        envelope, in order: ``{"receipt": signed receipt}`` or ``{"problem": problem details}``.
+        """
+        return [
+            {"problem": o.to_problem()} if isinstance(o, GsomiaError) else {"receipt": o}
+            for o in self._receive(signer, envelopes, verified)
+        ]
+
+    def _receive(
+        self, signer: str, envelopes: Sequence[Any], verified: VerifiedRequest | None
+    ) -> list[dict[str, Any] | GsomiaError]:
+        whole: Any = envelopes[0] if len(envelopes) == 1 else None
+        try:
+            if verified is not None:
+                with self.node.store.read() as s:
+                    if Nonces(s).seen(verified.key_id, verified.nonce):
+                        raise ReplayError("this request was seen before")
+            # Verify and open outside the write transaction: it is the CPU-heavy part.
+            opened = [self._open(signer, envelope) for envelope in envelopes]
+            self._local.queued_to = set()  # what this thread's acts queue from here on
+            self._prune_nonces()
+            for attempt in range(3):
+                try:
+                    outcomes = self._accept(signer, envelopes, opened, verified)
+                    break
+                except IntegrityError:
+                    # A concurrent delivery of one of these envelopes committed first (never
+                    # on SQLite, whose writers take turns): again, and it answers as it did.
+                    if attempt == 2:
+                        raise
+        except ReplayError as e:
+            self.record_refusal(verified, whole, e)
+            raise
+        self.publish_queued()  # when an act queued a relay, an answer or a report
+        return outcomes
+
+    def _open(self, signer: str, envelope: Any) -> Opened | GsomiaError:
+        """The envelope verified and opened, or why not (not raised: a batch goes on)."""
+        try:
+            if not isinstance(envelope, dict) or not isinstance(envelope.get("header"), dict):
+                raise EnvelopeError("malformed envelope")
+            header = envelope["header"]
+            if header.get("sender") != signer:
+                raise MisaddressedError(
+                    "the envelope's sender is not the party that signed the request"
+                )
+            if header.get("recipient") != self.party:
+                raise MisaddressedError(
+                    f"this envelope is for {header.get('recipient')}, not {self.party}"
+                )
+            key = self.pinned_signing_key(signer)
+            if key is None:
+                raise UnknownPeerError(f"{signer} is not a peer of this node")
+            opened = open_envelope(envelope, sender_key=key, recipient_key=self.encryption_key)
+            if opened.header.get("kind") not in self._handlers:
+                raise EnvelopeError(f"unknown envelope kind {opened.header.get('kind')!r}")
+        except GsomiaError as e:
+            return e
+        return opened
+
+    @property
+    def _handlers(self) -> dict[str, Callable[[Any, dict[str, Any], bytes], dict[str, Any]]]:
+        return {
             "share": self._on_share,
             "delivery-report": self._on_delivery_report,
             "consent-request": self._on_consent_request,
@@ -428,50 +751,115 @@ class Federation:
             "incident": self._on_incident,
             "notice": self._on_notice,
             "notice-ack": self._on_notice_ack,
-        }.get(str(header.get("kind")))
-        if handler is None:
-            raise EnvelopeError(f"unknown envelope kind {header.get('kind')!r}")
+        }
+
+    def _accept(
+        self,
+        signer: str,
+        envelopes: Sequence[Any],
+        opened: Sequence[Opened | GsomiaError],
+        verified: VerifiedRequest | None,
+    ) -> list[dict[str, Any] | GsomiaError]:
+        """One write transaction: the nonce, then every envelope in a savepoint of its own."""
+        handlers = self._handlers
+        single = len(envelopes) == 1
+        outcomes: list[dict[str, Any] | GsomiaError] = []
         try:
-            with self.node.store.write() as s:
-                # The nonce first: a replayed request is refused even when it carries an
-                # envelope already accepted (a redelivery comes in a freshly signed request).
-                if verified is not None:
-                    Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
-                seen = Inbox(s).get(envelope_id)
-                if seen is not None:
-                    return dict(seen.receipt)
-                result = handler(s, header, opened.payload)
+            self._accept_in(signer, envelopes, opened, verified, handlers, single, outcomes)
+        except _LoneRefusalError as refused:
+            # Nothing of the envelope's act was kept; the refusal (and the nonce) are.
+            self.record_refusal(verified, envelopes[0], refused.error)
+            return [refused.error]
+        finally:
+            self._local.log = None
+        return outcomes
+
+    def _accept_in(
+        self,
+        signer: str,
+        envelopes: Sequence[Any],
+        opened: Sequence[Opened | GsomiaError],
+        verified: VerifiedRequest | None,
+        handlers: dict[str, Callable[[Any, dict[str, Any], bytes], dict[str, Any]]],
+        single: bool,
+        outcomes: list[dict[str, Any] | GsomiaError],
+    ) -> None:
+        with self.node.store.write() as s:
+            log = self._local.log = ActLog(s)
+            # The nonce first: a replayed request is refused even when it carries an envelope
+            # already accepted (a redelivery comes in a freshly signed request).
+            if verified is not None:
+                Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+            given = Inbox(s).receipts(
+                str(o.header.get("id", "")) for o in opened if isinstance(o, Opened)
+            )
+            accepted: list[dict[str, Any]] = []
+            for envelope, o in zip(envelopes, opened, strict=True):
+                if isinstance(o, GsomiaError):
+                    self._record_refusal(s, signer, envelope, o)
+                    outcomes.append(o)
+                    continue
+                header = o.header
+                envelope_id = str(header.get("id", ""))
+                if envelope_id in given:
+                    outcomes.append(given[envelope_id])
+                    continue
+                mark = log.mark()
+                # Alone, an envelope needs no savepoint: its refusal undoes the transaction.
+                # Nor does a share for this node, whose act refuses before it writes anything.
+                guard = single or self._alone_safe(header)
+                try:
+                    with contextlib.nullcontext() if guard else s.begin_nested():
+                        result = handlers[str(header["kind"])](s, header, o.payload)
+                except GsomiaError as e:
+                    if single:
+                        raise _LoneRefusalError(e) from e
+                    log.rollback(mark)
+                    self._record_refusal(s, signer, envelope, e)
+                    outcomes.append(e)
+                    continue
+                except Exception:
+                    if guard:  # no savepoint to undo what it may have written: all of it
+                        raise  # a 500: nothing recorded, the sender tries again
+                    log.rollback(mark)
+                    logger.exception("envelope %s from %s", envelope_id[:64], signer)
+                    # The root error is a 500: the sender tries this envelope again.
+                    outcomes.append(GsomiaError("the node could not act on this envelope"))
+                    continue
+                now = self.node.now()
                 body = {
                     "envelope_id": envelope_id,
-                    "envelope_digest": opened.digest,
+                    "envelope_digest": o.digest,
                     "kind": header["kind"],
                     "sender": signer,
                     "recipient": self.party,
-                    "received_at": self.node.now().isoformat(),
+                    "received_at": now.isoformat(),
                     "received_real": real_now().isoformat(),
                     "status": "accepted",
                     **result,
                 }
                 receipt = sign_receipt(body, self.signing_key)
-                Inbox(s).put(
-                    envelope_id=envelope_id,
-                    sender=signer,
-                    kind=str(header["kind"]),
-                    digest=opened.digest,
-                    received_at=self.node.now(),
-                    receipt=receipt,
-                    item_id=result.get("item_id"),
+                given[envelope_id] = receipt
+                accepted.append(
+                    {
+                        "envelope_id": envelope_id,
+                        "sender": signer,
+                        "kind": str(header["kind"]),
+                        "digest": o.digest,
+                        "received_at": now,
+                        "receipt": receipt,
+                        "item_id": result.get("item_id"),
+                    }
                 )
-        except IntegrityError:
-            # A concurrent delivery of the same envelope committed first: answer as it did.
-            with self.node.store.read() as s:
-                seen = Inbox(s).get(envelope_id)
-                if seen is None:
-                    raise
-                return dict(seen.receipt)
-        if getattr(self._local, "queued", False):
-            self.wake.set()  # only when the act queued a relay, an answer or a report
-        return receipt
+                outcomes.append(receipt)
+            Inbox(s).put_many(accepted)
+            log.flush()
+
+    def _alone_safe(self, header: dict[str, Any]) -> bool:
+        """Whether the act on this (opened) envelope raises, if it does, before it writes: a
+        share whose final recipient is this node (``_on_share`` decides, derives the label and
+        builds every record first, then writes the item and queues its register entry)."""
+        return header.get("kind") == "share" and header.get("final_recipient") == self.party
 
     def _prune_nonces(self) -> None:
         """Forget nonces older than twice the window, at most once a minute."""
@@ -504,24 +892,28 @@ class Federation:
             raise ForbiddenError(f"this node's own decision refuses the item: {failed}")
         mine = decision.hops[0].label
         level = self.node.registry.level_by_key(mine.level_key)
-        item = Items(s).add(
-            title=str(header.get("title") or "untitled"),
+        # Everything that may fail comes before the first write (see _alone_safe).
+        title, origin = str(header.get("title") or "untitled"), str(header["origin_item_id"])
+        evidence = {"envelope": str(header["id"]), **decision_evidence(decision)}
+        detail = f"from {sender} under {instruments[hop]}, envelope {header['id']}"
+        item = add_received_item(
+            s,
+            title=title,
             label=mine.to_dict(),
             level_rank=level.rank,
             payload=payload,
-            created_by=None,
             now=self.node.now(),
             received_from=sender,
             received_under=instruments[hop],
-            origin_item_id=str(header["origin_item_id"]),
+            origin_item_id=origin,
         )
-        AccessRegister(s).record(
+        self._register(s).record(
             item_id=item.id,
             user_id=None,
             action="receive",
             at=self.node.now(),
-            detail=f"from {sender} under {instruments[hop]}, envelope {header['id']}",
-            evidence={"envelope": str(header["id"]), **decision_evidence(decision)},
+            detail=detail,
+            evidence=evidence,
         )
         result: dict[str, Any] = {"item_id": item.id, "marking": mine.level_key}
         if decision.route[-1] != self.party:
@@ -647,7 +1039,7 @@ class Federation:
                 detail=f"{row.requester} → {row.recipient}: {reason}",
             )
             answer = consent_json(row)
-        self.wake.set()
+        self.publish_queued()
         return answer
 
     def _on_consent_answer(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
@@ -754,7 +1146,7 @@ class Federation:
                 item_id=item.id, user_id=actor.id, action="incident", at=now, detail=f"{kind}"
             )
             result = incident_json(row)
-        self.wake.set()
+        self.publish_queued()
         return result
 
     def _on_incident(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
@@ -772,7 +1164,7 @@ class Federation:
             follow_up_of=header.get("follow_up_of"),
             created_at=self.node.now(),
         )
-        AccessRegister(s).record(
+        self._register(s).record(
             item_id=local.id if local else None,
             user_id=None,
             action="incident-received",
@@ -822,7 +1214,7 @@ class Federation:
                           "label": item.label, "note": note}  # fmt: skip
                 self._send(s, kind="notice", to=holder, header=header, payload=b"")
                 sent.append(notice_json(row))
-        self.wake.set()
+        self.publish_queued()
         return sent
 
     def _on_notice(self, s: Any, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
@@ -862,7 +1254,7 @@ class Federation:
                     now=self.node.now(),
                 )
             applied.append(copy.id)
-            AccessRegister(s).record(
+            self._register(s).record(
                 item_id=copy.id, user_id=None, action=f"notice-{kind}", at=self.node.now(),
                 detail=f"from {sender}",
             )  # fmt: skip
@@ -895,30 +1287,58 @@ class Federation:
     # -- outcomes of delivery (called by the worker) ---------------------------------------------
 
     def delivered(self, s: Any, share_id: str | None, kind: str, receipt: dict[str, Any]) -> None:
-        body = receipt.get("receipt") if isinstance(receipt, dict) else None
-        body = body if isinstance(body, dict) else {}
-        AccessRegister(s).record(
-            item_id=None,
-            user_id=None,
-            action="delivered",
-            at=self.node.now(),
-            detail=f"{kind} to {body.get('recipient')}: envelope {body.get('envelope_id')}",
-            evidence={"receipt": digest(receipt), "envelope": str(body.get("envelope_id"))},
-        )
-        if share_id is None or kind != "share":
+        self.delivered_many(s, [(share_id, kind, receipt)])
+
+    def delivered_many(
+        self,
+        s: Any,
+        done: Sequence[tuple[str | None, str, dict[str, Any]]],
+        acts: ActLog | None = None,
+    ) -> None:
+        """Record deliveries, each with its verified receipt, in the caller's transaction: an act
+        (and a ledger entry) per envelope, in ``acts`` if given (else written at once), and the
+        shares' new states in one statement."""
+        register = acts if acts is not None else ActLog(s)
+        at = self.node.now()
+        for _, kind, receipt in done:
+            body = receipt.get("receipt") if isinstance(receipt, dict) else None
+            body = body if isinstance(body, dict) else {}
+            register.record(
+                item_id=None,
+                user_id=None,
+                action="delivered",
+                at=at,
+                detail=f"{kind} to {body.get('recipient')}: envelope {body.get('envelope_id')}",
+                evidence={"receipt": digest(receipt), "envelope": str(body.get("envelope_id"))},
+            )
+        if acts is None:
+            register.flush()
+        shares = [(i, r) for i, kind, r in done if i is not None and kind == "share"]
+        if not shares:
             return
-        share = Shares(s).get(share_id)
-        if share is None:
-            return
-        final = len(share.route) == 2
-        Shares(s).update(
-            share_id,
-            status="delivered" if final else "relayed",
-            delivered_real=real_now() if final else None,
-            receipt=receipt,
-        )
-        if share.relay_of is not None and final:
-            self._report_relay(s, share, receipt)
+        known = Shares(s).routes(i for i, _ in shares)
+        delivered_real = real_now()
+        changes, relayed = [], []
+        for share_id, receipt in shares:
+            if share_id not in known:
+                continue
+            route, relay_of = known[share_id]
+            final = len(route) == 2
+            changes.append(
+                {
+                    "id": share_id,
+                    "status": "delivered" if final else "relayed",
+                    "delivered_real": delivered_real if final else None,
+                    "receipt": receipt,
+                }
+            )
+            if relay_of is not None and final:
+                relayed.append((share_id, receipt))
+        Shares(s).record_outcomes(changes)
+        for share_id, receipt in relayed:
+            share = Shares(s).get(share_id)
+            if share is not None:
+                self._report_relay(s, share, receipt)
 
     def _report_relay(self, s: Any, share: Share, receipt: dict[str, Any]) -> None:
         """As a hub, tell the original sender its item reached the final recipient."""
@@ -966,14 +1386,23 @@ class Federation:
             return share
 
 
-def decision_evidence(decision: Decision) -> dict[str, Any]:
-    """What a ledger entry keeps of a decision, so it can be replayed and checked later."""
+def decision_evidence(decision: Decision, decided: str | None = None) -> dict[str, Any]:
+    """What a ledger entry keeps of a decision, so it can be replayed and checked later
+    (``decided``: the digest of ``decision.to_dict()``, when the caller has it)."""
     return {
-        "decision": digest(decision.to_dict()),
+        "decision": decided or digest(decision.to_dict()),
         "allowed": decision.allowed,
         "registry": decision.registry_hash,
         "decided_at": decision.at.isoformat(),
     }
+
+
+class _LoneRefusalError(Exception):
+    """A lone envelope's act refused: out of its transaction, which is rolled back."""
+
+    def __init__(self, error: GsomiaError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def _why_not(decision: Decision) -> list[str]:
