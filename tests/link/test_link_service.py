@@ -12,7 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from gsomia import load_registry
-from gsomia.core.errors import ForbiddenError, InputError, TrackFieldRefusedError
+from gsomia.core.errors import (
+    ForbiddenError,
+    InputError,
+    InvalidTrackError,
+    TrackFieldRefusedError,
+)
 from gsomia.core.labels import SecurityLabel
 from gsomia.link.tracks import GeoPoint, Phase, TrackUpdate, to_wire
 from gsomia.node.config import init_node, load_encryption_key, load_signing_key
@@ -140,3 +145,24 @@ def test_updates_are_journaled_in_order_and_the_boundary_refuses(
     assert [r.pos for r in rows] == sorted(r.pos for r in rows)
     assert rows[2].sensor == {"sensor_type": "kept here"} and "sensor" not in rows[2].body
     assert decisions(n) == 1  # one for the track's hop to KOR, for all its updates
+
+
+def test_a_producer_that_skips_an_update_is_told_so(node: tuple[Node, Federation]) -> None:
+    n, fed = node
+
+    async def scenario() -> None:
+        link = LinkService(fed, LinkOptions(under=(GSOMIA,), gap_timeout=0.2))
+        await link.start()
+        try:
+            assert await link.offer(None, to_wire(update(0))) > 0
+            with pytest.raises(InvalidTrackError, match="update 1, which never came"):
+                await asyncio.wait_for(link.offer(None, to_wire(update(2))), 5)
+            # The gap filled later is fine: 1, then 2 again.
+            await link.offer(None, to_wire(update(1)))
+            await link.offer(None, to_wire(update(2)))
+        finally:
+            await link.stop()
+
+    asyncio.run(scenario())
+    with n.store.read() as s:
+        assert [r.seq for r in LinkJournal(s).track("JPN-T1")] == [0, 1, 2]

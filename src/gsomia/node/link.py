@@ -88,6 +88,7 @@ class LinkOptions:
     # names this party, by id.
     under: tuple[str, ...] = ()
     subscriber_queue: int = 20_000
+    gap_timeout: float = 10.0  # seconds a producer's early update waits for the one before it
     stats_window: int = 100_000
     # TAK clients (Cursor-on-Target over TCP): where to listen, as which user (whose clearance
     # filters what they see and who is the producer of what they feed), and the classification
@@ -590,6 +591,12 @@ class LinkService:
                     self._refuse(sender, (track, update.seq), error)
                 return
             held[update.seq] = (update, wire, (sender, local))
+            if sender is None:
+                # A producer of this node's own that skipped a number is told, not kept waiting:
+                # a peer's gap fills when it re-sends, but nothing re-sends for a producer.
+                asyncio.get_running_loop().call_later(
+                    self.options.gap_timeout, self._gap_expired, track, update.seq
+                )
             return
         self._next_seq[track] = expected + 1
         self._process(update, sender, wire, local)
@@ -601,6 +608,20 @@ class LinkService:
             self._process(u, snd, w, loc)
         if waiting is not None and not waiting:
             del self._held[track]
+
+    def _gap_expired(self, track: str, seq: int) -> None:
+        held = self._held.get(track)
+        if not held or seq not in held:
+            return  # the gap filled in time
+        _, _, (_, local) = held.pop(seq)
+        future = local.get("future")
+        if future is not None and not future.done():
+            future.set_exception(
+                InvalidTrackError(
+                    f"track {track}: update {seq} waited {self.options.gap_timeout:g} s for "
+                    f"update {self._next_seq.get(track, 0)}, which never came"
+                )
+            )
 
     def _process(
         self,
