@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -166,3 +166,68 @@ def test_a_producer_that_skips_an_update_is_told_so(node: tuple[Node, Federation
     asyncio.run(scenario())
     with n.store.read() as s:
         assert [r.seq for r in LinkJournal(s).track("JPN-T1")] == [0, 1, 2]
+
+
+def test_a_hub_without_the_originators_answer_withholds_and_records_it(tmp_path: Path) -> None:
+    """Under TISA the hub asks KOR for each update; no answer: USA keeps it, JPN does not get it."""
+    registry = load_registry()
+    now = datetime.now(UTC)
+    config = init_node(tmp_path / "usa", "USA", registry, None, now=now)
+    usa = open_node(party="USA", registry=registry, database_url=config.database_url)
+    fed = Federation(
+        usa,
+        signing_key=load_signing_key(config, None),
+        encryption_key=load_encryption_key(config, None),
+    )
+    for party in ("KOR", "JPN"):
+        peer = init_node(tmp_path / party.lower(), party, registry, None, now=now)
+        fed.add_peer(
+            party,
+            f"http://{party.lower()}.invalid",
+            signing_key=peer.signing_public_key.to_text(),
+            encryption_key=peer.encryption_public_key.to_text(),
+            actor=None,
+        )
+    kor_label = SecurityLabel(
+        originator="KOR",
+        policy="KOR",
+        classification="gunsa-2",
+        releasable_to=frozenset({"USA", "JPN"}),
+        topics=frozenset({"dprk-missile"}),
+    )
+    wire = to_wire(replace(update(0), track_id="KOR-T", originator="KOR", label=kor_label))
+    asked: list[dict[str, object]] = []
+
+    class Silent:  # KOR's end of the stream, which never answers
+        async def send_json(self, data: dict[str, object]) -> None:
+            asked.append(data)
+
+    async def scenario() -> None:
+        link = LinkService(fed, LinkOptions(under=("TISA",), consent_timeout=0.2))
+        await link.start()
+        try:
+            frame = {
+                "u": wire,
+                "to": ["USA", "JPN"],
+                "i": "TISA",
+                "c": [],
+                "h": [{"p": "KOR", "in": 1}],
+            }
+            link.receive("KOR", [frame], Silent())
+            while not link._tracks:  # until the journal has it (bounded by the test's timeout)
+                await asyncio.sleep(0.01)
+        finally:
+            await link.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert asked[0]["t"] == "c?" and asked[0]["to"] == ["JPN"]
+    with usa.store.read() as s:
+        (row,) = LinkJournal(s).track("KOR-T")
+        withheld = (
+            s.execute(select(AccessRow.detail).where(AccessRow.action == "link-consent-refused"))
+            .scalars()
+            .all()
+        )
+    assert row.forward == {} and row.label["policy"] == "USA"
+    assert len(withheld) == 1 and "not forwarded to JPN without KOR's consent" in withheld[0]
+    usa.store.dispose()

@@ -89,6 +89,7 @@ class LinkOptions:
     under: tuple[str, ...] = ()
     subscriber_queue: int = 20_000
     gap_timeout: float = 10.0  # seconds a producer's early update waits for the one before it
+    consent_timeout: float = 30.0  # seconds a hub waits for the originator's consent
     stats_window: int = 100_000
     # TAK clients (Cursor-on-Target over TCP): where to listen, as which user (whose clearance
     # filters what they see and who is the producer of what they feed), and the classification
@@ -826,7 +827,7 @@ class LinkService:
                 }
             )
             try:
-                granted = await asyncio.wait_for(future, timeout=30)
+                granted = await asyncio.wait_for(future, timeout=self.options.consent_timeout)
             except TimeoutError:
                 granted = False
             finally:
@@ -840,6 +841,25 @@ class LinkService:
                 if chosen is not None:
                     forward.setdefault(chosen[0].route[1], []).append(final)
             consents = with_consent
+        else:
+            # Evidence of what was withheld and why: the originator refused, or did not answer.
+            finals = [f for f, _ in asks]
+            self._acts.append(
+                {
+                    "action": "link-consent-refused",
+                    "detail": (
+                        f"track {update.track_id} update {update.seq}: not forwarded to "
+                        f"{', '.join(finals)} without {originator}'s consent under {instrument}"
+                    ),
+                    "evidence": {
+                        "track_id": update.track_id,
+                        "seq": update.seq,
+                        "to": finals,
+                        "instrument": instrument,
+                        "asked": conn is not None,
+                    },
+                }
+            )
         return functools.partial(
             self._accept, update, sender, instrument, hops, here, forward, consents, True, local
         )
