@@ -62,7 +62,8 @@ from gsomia.crypto.keys import (
     SigningPublicKey,
 )
 from gsomia.node.service import ITEM_ROLES, Node, _require
-from gsomia.store.engine import Store
+from gsomia.store.engine import GroupCommit as StoreGroupCommit
+from gsomia.store.engine import Outcome, Store
 from gsomia.store.federation import (
     ActLog,
     ConsentRequests,
@@ -123,32 +124,33 @@ class Batch:
 
 
 class GroupCommit:
-    """Group commit: the acts of concurrent callers are written in one transaction.
+    """Group commit of share acts: the store's :class:`~gsomia.store.engine.GroupCommit` over an
+    ORM session, each act in a savepoint of its own.
 
-    Acts queue for one writer thread (started when needed, ended when idle), which writes what
-    has arrived while it wrote the previous batch: nothing waits for a batch to fill. Each act
-    runs in a savepoint of its own, so one that fails (an item not found, a peer unknown) takes
-    nothing else with it, and its future resolves only once the transaction that holds it has
-    committed: what a caller acknowledges is durable, as with a transaction of its own. Acts
-    record themselves in the batch's ``ActLog``: one register insert and one ledger append per
-    batch.
+    One writer thread (started when needed, ended when idle) writes what has arrived while it
+    wrote the previous batch: nothing waits for a batch to fill. An act that fails (an item not
+    found, a peer unknown) takes nothing else with it, and its future resolves only once the
+    transaction that holds it has committed: what a caller acknowledges is durable, as with a
+    transaction of its own. Acts record themselves in the batch's ``ActLog``: one register
+    insert and one ledger append per batch.
     """
 
     def __init__(
         self,
         store: Store,
         limit: int = GROUP_COMMIT_LIMIT,
-        after: Callable[[bool], None] | None = None,
+        after: Callable[[bool], None] | None = None,  # in the writer thread: did it commit?
         idle: float = 2.0,
     ) -> None:
-        self.store = store
-        self.limit = limit
-        self.after = after  # called in the writer thread: did the batch commit?
-        self.idle = idle
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._queue: list[tuple[Callable[[Batch], Any], bool, Future[Any]]] = []
-        self._writer: threading.Thread | None = None
+        self._commits: StoreGroupCommit[tuple[Callable[[Batch], Any], bool]] = StoreGroupCommit(
+            store,
+            _write_acts,
+            name="gsomia-share-commits",
+            max_batch=limit,
+            idle=idle,
+            transaction=store.write,
+            after=after,
+        )
 
     def submit(self, act: Callable[[Batch], _T], *, atomic: bool = False) -> Future[_T]:
         """Queue ``act(batch)``; its future resolves once its batch has committed.
@@ -156,100 +158,34 @@ class GroupCommit:
         ``atomic``: the act raises, if it does, before it writes anything (every check first,
         every write last), so it needs no savepoint of its own.
         """
-        future: Future[_T] = Future()
-        with self._lock:
-            self._queue.append((act, atomic, future))
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._work, name="gsomia-share-commits", daemon=True
-                )
-                self._writer.start()
-            else:
-                self._ready.notify()
-        return future
+        return self._commits.submit((act, atomic))
 
     def run(self, act: Callable[[Batch], _T], *, atomic: bool = False) -> _T:
         """``act(batch)``'s result, once its batch has committed (or its error)."""
-        return self.submit(act, atomic=atomic).result()
+        result: _T = self.submit(act, atomic=atomic).result()
+        return result
 
-    def _work(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    while not self._queue:
-                        if not self._ready.wait(self.idle) and not self._queue:
-                            self._writer = None  # the next submit starts another
-                            return
-                    jobs = self._queue[: self.limit]
-                    del self._queue[: self.limit]
-                self._write(jobs)
-        except BaseException:
-            with self._lock:
-                self._writer = None
-            raise
 
-    def _write(self, jobs: list[tuple[Callable[[Batch], Any], bool, Future[Any]]]) -> None:
-        jobs = [job for job in jobs if job[2].set_running_or_notify_cancel()]
-        try:
-            outcomes = self._committed(jobs)
-        except Exception as e:
-            if len(jobs) > 1:  # the batch did not commit: each act again, alone
-                for job in jobs:
-                    self._write_alone(job)
-                return
-            jobs[0][2].set_exception(e)
-            return
-        except BaseException as e:
-            for _, _, future in jobs:
-                future.set_exception(e)
-            raise
-        for (_, _, future), (result, error) in zip(jobs, outcomes, strict=True):
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-    def _write_alone(self, job: tuple[Callable[[Batch], Any], bool, Future[Any]]) -> None:
-        try:
-            ((result, error),) = self._committed([job])
-        except Exception as e:
-            job[2].set_exception(e)
-            return
-        if error is None:
-            job[2].set_result(result)
-        else:
-            job[2].set_exception(error)
-
-    def _committed(
-        self, jobs: list[tuple[Callable[[Batch], Any], bool, Future[Any]]]
-    ) -> list[tuple[Any, BaseException | None]]:
-        """The acts' outcomes, once their transaction has committed (else it raises: nothing
-        of it happened). An act that raises alone is its transaction's failure; in a batch,
-        an act's refusal (a ``GsomiaError``) is its own, and anything else, or any failure of
-        an atomic act (which has no savepoint), fails the batch."""
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            with self.store.write() as s:
-                batch = Batch(s, ActLog(s))
-                if len(jobs) == 1:  # alone: its failure is the transaction's, no savepoint
-                    outcomes.append((jobs[0][0](batch), None))
-                else:
-                    for act, atomic, _ in jobs:
-                        mark = batch.log.mark()
-                        try:
-                            with contextlib.nullcontext() if atomic else s.begin_nested():
-                                outcomes.append((act(batch), None))
-                        except GsomiaError as e:
-                            batch.log.rollback(mark)
-                            outcomes.append((None, e))
-                batch.log.flush()
-        except BaseException:
-            if self.after is not None:
-                self.after(False)
-            raise
-        if self.after is not None:
-            self.after(True)
-        return outcomes
+def _write_acts(s: Session, jobs: Sequence[tuple[Callable[[Batch], Any], bool]]) -> list[Outcome]:
+    """The acts' outcomes in one transaction. An act alone is its transaction (its failure is
+    the transaction's, no savepoint); in a batch, an act's refusal (a ``GsomiaError``) is its
+    own, and anything else, or any failure of an atomic act (which has no savepoint), fails the
+    batch, whose acts the store's group commit then runs again one by one."""
+    batch = Batch(s, ActLog(s))
+    outcomes: list[Outcome] = []
+    if len(jobs) == 1:
+        outcomes.append((jobs[0][0](batch), None))
+    else:
+        for act, atomic in jobs:
+            mark = batch.log.mark()
+            try:
+                with contextlib.nullcontext() if atomic else s.begin_nested():
+                    outcomes.append((act(batch), None))
+            except GsomiaError as e:
+                batch.log.rollback(mark)
+                outcomes.append((None, e))
+    batch.log.flush()
+    return outcomes
 
 
 class Federation:

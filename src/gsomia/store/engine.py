@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -145,9 +145,11 @@ Outcome = tuple[Any, Exception | None]
 class GroupCommit(Generic[J]):
     """Group commit: the jobs of concurrent callers run in one write transaction, one commit.
 
-    ``execute(db, jobs)`` runs a batch of jobs inside ``Store.write_dbapi()`` (``db`` is the
-    DBAPI connection) and returns one outcome per job, in order: ``(result, None)``, or
-    ``(None, error)`` for a job that raised.
+    ``execute(db, jobs)`` runs a batch of jobs inside ``transaction()`` (by default
+    ``Store.write_dbapi()``, so ``db`` is the DBAPI connection; ``Store.write`` gives a Session)
+    and returns one outcome per job, in order: ``(result, None)``, or ``(None, error)`` for a
+    job that raised. ``after(committed)``, if given, is called in the thread that wrote the
+    batch, once its transaction has committed (True) or failed (False).
     A job that raises must have written nothing (jobs check first and write last), so the others
     still commit. Whatever ``execute`` leaves pending it writes before it returns; the batch then
     commits, and only then is any job's future resolved: a result handed out is durable. When
@@ -171,9 +173,13 @@ class GroupCommit(Generic[J]):
         name: str = "group-commit",
         max_batch: int = 64,
         idle: float = 2.0,
+        transaction: Callable[[], AbstractContextManager[Any]] | None = None,
+        after: Callable[[bool], None] | None = None,
     ) -> None:
         self.store = store
         self.execute = execute
+        self.transaction = transaction  # None: the store's write_dbapi, looked up at each use
+        self.after = after
         self.name = name
         self.max_batch = max_batch
         self.idle = idle
@@ -181,14 +187,14 @@ class GroupCommit(Generic[J]):
         self._ready = threading.Condition(self._lock)
         self._queue: list[tuple[J, Future[Any]]] = []
         self._writer: threading.Thread | None = None
-        self._committing = False  # the writer's batch got as far as its commit
+        # Per thread (``run`` writes in its caller's): whether the last batch reached its commit.
+        self._progress = threading.local()
 
     def run(self, job: J) -> Any:
         """Run ``job`` now, in this thread, in a transaction of its own; its result once durable."""
-        with self.store.write_dbapi() as db:
-            ((result, error),) = self.execute(db, [job])
-            if error is not None:
-                raise error
+        ((result, error),) = self._committed([job])
+        if error is not None:
+            raise error
         return result
 
     def submit(self, job: J) -> Future[Any]:
@@ -226,7 +232,7 @@ class GroupCommit(Generic[J]):
         try:
             outcomes = self._committed([job for job, _ in live])
         except Exception as e:
-            if len(live) > 1 and not self._committing:
+            if len(live) > 1 and not getattr(self._progress, "committing", False):
                 for one in live:  # nothing of the batch was written: each job again, alone
                     self._settle_alone(*one)
             else:
@@ -255,10 +261,19 @@ class GroupCommit(Generic[J]):
             future.set_exception(error)
 
     def _committed(self, jobs: Sequence[J]) -> list[Outcome]:
-        self._committing = False
-        with self.store.write_dbapi() as db:
-            outcomes = self.execute(db, jobs)
-            if len(outcomes) != len(jobs):  # before the commit: nothing of it is kept
-                raise RuntimeError(f"{self.name}: {len(outcomes)} outcomes for {len(jobs)} jobs")
-            self._committing = True  # the block's end commits
+        self._progress.committing = False
+        try:
+            with (self.transaction or self.store.write_dbapi)() as db:
+                outcomes = self.execute(db, jobs)
+                if len(outcomes) != len(jobs):  # before the commit: nothing of it is kept
+                    raise RuntimeError(
+                        f"{self.name}: {len(outcomes)} outcomes for {len(jobs)} jobs"
+                    )
+                self._progress.committing = True  # the block's end commits
+        except BaseException:
+            if self.after is not None:
+                self.after(False)
+            raise
+        if self.after is not None:
+            self.after(True)
         return outcomes
