@@ -45,8 +45,14 @@ from gsomia.store.models import (
     TokenRow,
     UserRow,
 )
-from gsomia.store.records import Derivation, Disposition, Item, Role, User, Visibility
-from gsomia.store.repositories import act_entry, new_item_values, token_digest, visible
+from gsomia.store.records import Disposition, Item, Role, User, Visibility
+from gsomia.store.repositories import (
+    act_entry,
+    item_of,
+    new_item_values,
+    token_digest,
+    visible,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,26 +484,7 @@ def item_to_share(
     if values is None:
         return None
     row = dict(zip(_ITEM_COLUMNS, values, strict=True))
-    item = Item(
-        id=row["id"],
-        title=row["title"],
-        label=dict(row["label"]),
-        level_rank=row["level_rank"],
-        size=row["size"],
-        payload_sha256=row["payload_sha256"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        version=row["version"],
-        status=Disposition(row["status"]),
-        source_item_id=row["source_item_id"],
-        derivation=Derivation(row["derivation"]) if row["derivation"] else None,
-        received_from=row["received_from"],
-        received_under=row["received_under"],
-        origin_item_id=row["origin_item_id"],
-        disposed_at=row["disposed_at"],
-        disposed_by=row["disposed_by"],
-        disposition_note=row["disposition_note"],
-    )
+    item = item_of(row)
     return item, bytes(row["payload"])
 
 

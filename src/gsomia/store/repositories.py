@@ -704,7 +704,8 @@ class _Processors:
         return out
 
 
-def _item_of(v: dict[str, Any]) -> Item:
+def item_of(v: dict[str, Any]) -> Item:
+    """The item that an ``items`` row's column values, by name, describe."""
     derivation = v["derivation"]
     return Item(
         id=v["id"],
@@ -809,7 +810,7 @@ class HotStatements:
         if with_payload:
             raw = row[n]
             data = bytes(self._payload_result(raw) if self._payload_result else raw)
-        return _item_of(values), data
+        return item_of(values), data
 
     def _select(self, with_payload: bool, topics: int, compartments: int) -> str:
         m = self.mark
@@ -944,7 +945,7 @@ class ActBatch:
         self._items.append(params)
         self._topics.extend((item_id, t) for t in topics)
         self._compartments.extend((item_id, c) for c in compartments)
-        return _item_of(values)
+        return item_of(values)
 
     def record(
         self, *, item_id: str | None, user_id: str | None, action: str, at: datetime, detail: str
