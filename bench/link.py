@@ -61,6 +61,7 @@ from gsomia.link.simulator import Launch, simulate
 from gsomia.link.sse import SseParser
 from gsomia.link.tracks import GeoPoint, to_wire
 from gsomia.node.cluster import Cluster
+from gsomia.node.link import percentiles
 
 ROOT = Path(__file__).resolve().parents[1]
 WHATIF = str(ROOT / "examples" / "what-if-direct-link")
@@ -245,7 +246,7 @@ async def run_route(
             "received": {w.party: len(w.seen) for w in watches},
             "seconds": (last - first) / 1e9,
             "updates_per_s": len(wires) / ((last - first) / 1e9) if last > first else math.nan,
-            **_pct(lat),
+            **percentiles(lat),
         }
 
     results["throughput"] = await phase(flights(total, f"T{tag}"), None, f"T{tag}")
@@ -260,21 +261,6 @@ async def run_route(
             hops[p] = r.json()
     results["node_stats"] = hops
     return results
-
-
-def _pct(values: Sequence[float]) -> dict[str, float]:
-    if not values:
-        return {"p50_ms": math.nan, "p99_ms": math.nan, "max_ms": math.nan}
-    ordered = sorted(values)
-
-    def rank(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-    return {
-        "p50_ms": round(rank(0.5), 3),
-        "p99_ms": round(rank(0.99), 3),
-        "max_ms": round(ordered[-1], 3),
-    }
 
 
 def bench(

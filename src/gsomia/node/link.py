@@ -130,7 +130,6 @@ class _Accepted:
     """An update accepted here, on its way to the journal."""
 
     entry: JournalEntry
-    deliver: bool  # for this node's subscribers (it is a final recipient)
     upstream: str | None  # the peer to acknowledge after the commit (None: local)
     future: asyncio.Future[int] | None = None
 
@@ -361,9 +360,9 @@ class LinkService:
         self.committed_pos = 0
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._stopping = False
         self.tak: TakServer | None = None
         self._tak_user: User | None = None
+        self._tak_visibility: Visibility | None = None  # what TAK clients may see
         self._labels: dict[str, tuple[dict[str, Any], SecurityLabel]] = {}
 
     def _default_under(self) -> tuple[str, ...]:
@@ -426,6 +425,7 @@ class LinkService:
             topics=frozenset({"dprk-missile"}),
         )
         self._tak_user = user
+        self._tak_visibility = self.node.visibility(user)
         self.tak = TakServer(
             ingest=self._tak_ingest,
             originator=self.party,
@@ -440,7 +440,6 @@ class LinkService:
         await self.offer(self._tak_user, to_wire(update))
 
     async def stop(self) -> None:
-        self._stopping = True
         if self.tak is not None:
             await self.tak.stop()
         tasks = [s.task for s in self._streams.values() if s.task is not None]
@@ -725,7 +724,6 @@ class LinkService:
             finals, consents = self._finals(), frozenset[str]()
             hops: list[dict[str, Any]] = [{"p": self.party, "in": now_ns}]
             instrument = ""
-            deliver = True
             here = update.label
         else:
             assert wire is not None
@@ -745,7 +743,6 @@ class LinkService:
                 )
             here = mine.recipient_label or update.label
             hops = [*wire.get("h", ()), {"p": self.party, "in": now_ns}]
-            deliver = True
         forward: dict[str, list[str]] = {}
         asks: list[tuple[str, str]] = []
         for final in finals:
@@ -770,7 +767,7 @@ class LinkService:
             # para 4), the hub asks for it, update by update.
             consents = frozenset({self.party})
         return functools.partial(
-            self._accept, update, sender, instrument, hops, here, forward, consents, deliver, local
+            self._accept, update, sender, instrument, hops, here, forward, consents, local
         )
 
     def _per_transfer(self, instrument: str) -> bool:
@@ -861,7 +858,7 @@ class LinkService:
                 }
             )
         return functools.partial(
-            self._accept, update, sender, instrument, hops, here, forward, consents, True, local
+            self._accept, update, sender, instrument, hops, here, forward, consents, local
         )
 
     def consent_answer(self, ident: int, granted: bool) -> None:
@@ -891,7 +888,6 @@ class LinkService:
         here: SecurityLabel,
         forward: dict[str, list[str]],
         consents: frozenset[str],
-        deliver: bool,
         local: dict[str, Any],
     ) -> None:
         level_rank = (
@@ -922,7 +918,7 @@ class LinkService:
         )
         for hop, finals in forward.items():
             self._stream(hop).send(pos, self._frame_entry(entry, finals))
-        self._batch.append(_Accepted(entry, deliver, sender, local.get("future")))
+        self._batch.append(_Accepted(entry, sender, local.get("future")))
         self._wake.set()
 
     def _frame_entry(self, e: JournalEntry, finals: list[str]) -> dict[str, Any]:
@@ -988,20 +984,21 @@ class LinkService:
             e = a.entry
             self.committed_pos = max(self.committed_pos, e.pos)
             self._committed_seq[e.track_id] = max(self._committed_seq.get(e.track_id, 0), e.seq + 1)
-            state = self._track_state(e)
+            self._track_state(e)
             if a.upstream is not None:
                 acks.setdefault(a.upstream, []).append((e.track_id, e.seq))
             if a.future is not None and not a.future.done():
                 a.future.set_result(e.pos)
-            if a.deliver:
-                self._record_latency(e, now_ns)
-                event = _event(e, "update", now_ns)
-                self._publish(event, e.level_rank, e.topics, e.compartments)
-                if self.tak is not None and self._tak_user is not None:
-                    vis = self.node.visibility(self._tak_user)
-                    if visible_to(vis, e.level_rank, e.topics, e.compartments):
-                        self._spawn(self.tak.publish(from_wire({**e.body, "label": e.label})))
-            del state
+            self._record_latency(e, now_ns)
+            event = _event(e, "update", now_ns)
+            self._publish(event, e.level_rank, e.topics, e.compartments)
+            tak_vis = self._tak_visibility
+            if (
+                self.tak is not None
+                and tak_vis is not None
+                and visible_to(tak_vis, e.level_rank, e.topics, e.compartments)
+            ):
+                self._spawn(self.tak.publish(from_wire({**e.body, "label": e.label})))
         for sender, keys in acks.items():
             conn = self._upstream.get(sender)
             if conn is not None and keys:
