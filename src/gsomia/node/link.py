@@ -63,9 +63,9 @@ from gsomia.crypto.httpsig import sign_request
 from gsomia.link.tak import TakServer
 from gsomia.link.tracks import Phase, TrackUpdate, from_wire, to_wire
 from gsomia.node.service import ITEM_ROLES, _require
+from gsomia.store.federation import ActLog
 from gsomia.store.link import JournalEntry, LinkJournal
 from gsomia.store.records import User, Visibility
-from gsomia.store.repositories import AccessRegister
 
 log = logging.getLogger("gsomia.link")
 
@@ -966,7 +966,7 @@ class LinkService:
             LinkJournal(s).append([a.entry for a in batch])
             if cursors:
                 LinkJournal(s).set_cursors(cursors)
-            register = AccessRegister(s)
+            register = ActLog(s)  # one register insert and one ledger append for the batch
             for act in acts:
                 register.record(
                     item_id=None,
@@ -976,6 +976,7 @@ class LinkService:
                     detail=act["detail"],
                     evidence=act["evidence"],
                 )
+            register.flush()
 
     def _committed(self, batch: list[_Accepted], dups: dict[str, list[tuple[str, int]]]) -> None:
         acks: dict[str, list[tuple[str, int]]] = dups
