@@ -685,3 +685,105 @@ def test_group_commit_keeps_each_acts_outcome_its_own(peering: Peering) -> None:
         "SELECT detail FROM access_register WHERE action = 'test' AND detail LIKE ?", f"{tag} %"
     )
     assert sorted(r[0] for r in recorded) == [f"{tag} 0", f"{tag} 1", f"{tag} 4"]
+
+
+# -- a set of items in one share request ----------------------------------------------------------
+
+
+def test_a_set_of_items_is_shared_in_one_request_with_a_result_for_each(peering: Peering) -> None:
+    p = peering
+    good = items(p, 4, "release-set")
+    outside = p.jpn.node.create_item(
+        p.jpn.user,
+        title="release-set not for KOR",
+        label=LabelInput("gokuhi", frozenset({"dprk-missile"}), frozenset({"USA"})),
+        payload=b"USA only",
+    ).id
+    listed = [good[0], "no-such-item", good[1], outside, *good[2:]]
+    app = TestClient(create_app(p.jpn.node, p.jpn.fed, deliver=False))
+    try:
+        r = app.post(
+            "/api/v1/shares",
+            json={"recipient": "KOR", "items": listed},
+            headers={"Authorization": f"Bearer {p.jpn.token}"},
+        )
+    finally:
+        app.close()
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert [row["item_id"] for row in answer["results"]] == listed  # in the order asked
+    by_item = {row["item_id"]: row for row in answer["results"]}
+    assert by_item["no-such-item"]["problem"]["code"] == "item-not-found"
+    assert "share" not in by_item["no-such-item"]
+    refused = by_item[outside]["share"]
+    assert refused["status"] == "refused" and refused["reasons"]
+    assert [by_item[i]["share"]["status"] for i in good] == ["queued"] * 4
+    assert answer["counts"] == {"queued": 4, "refused": 1, "problem": 1}
+    # Each share is what sharing the item alone would have made: its envelope in the outbox
+    # and its act in the access register; the refusal is recorded too, the unknown id is not.
+    for item_id in good:
+        assert (
+            p.jpn.count(
+                "SELECT count(*) FROM shares s JOIN outbox o ON o.envelope_id = s.envelope_id "
+                "WHERE s.item_id = ? AND s.status = 'queued'",
+                item_id,
+            )
+            == 1
+        )
+    for item_id in (*good, outside):
+        assert (
+            p.jpn.count(
+                "SELECT count(*) FROM access_register WHERE action = 'share' AND item_id = ?",
+                item_id,
+            )
+            == 1
+        )
+    w, recorder = worker(p)
+    drain(w)
+    assert recorder.paths == [BATCH_ENDPOINT]  # the four envelopes went in one request
+    assert [status(p, by_item[i]["share"]["id"]) for i in good] == ["delivered"] * 4
+    assert len(held(p, "release-set")) == 4
+
+
+def test_a_set_share_refused_as_a_whole_shares_nothing(peering: Peering) -> None:
+    p = peering
+    listed = items(p, 2, "refused-set")
+    auth = {"Authorization": f"Bearer {p.jpn.token}"}
+    _, auditor_token = p.jpn.node.add_user(name="set auditor", roles=["auditor"])
+    app = TestClient(create_app(p.jpn.node, p.jpn.fed, deliver=False))
+    try:
+
+        def post(body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+            return app.post("/api/v1/shares", json=body, headers=headers)
+
+        cases = [
+            (post({"recipient": "KOR", "items": listed}, {}), 401, "unauthenticated"),
+            (
+                post({"recipient": "KOR", "items": listed}, {"Authorization": "Bearer nope"}),
+                401,
+                "unauthenticated",
+            ),
+            (
+                post(
+                    {"recipient": "KOR", "items": listed},
+                    {"Authorization": f"Bearer {auditor_token}"},
+                ),
+                403,
+                "forbidden",
+            ),
+            (post({"recipient": "XXX", "items": listed}, auth), 404, "unknown-party"),
+            (post({"recipient": "KOR", "items": []}, auth), 422, "invalid-request"),
+            (
+                post({"recipient": "KOR", "items": [listed[0], listed[1], listed[0]]}, auth),
+                400,
+                "invalid-input",
+            ),
+        ]
+    finally:
+        app.close()
+    for r, code, problem in cases:
+        assert (r.status_code, r.json()["code"]) == (code, problem), r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+    assert listed[0] in cases[-1][0].json()["detail"]
+    for item_id in listed:
+        assert p.jpn.count("SELECT count(*) FROM shares WHERE item_id = ?", item_id) == 0

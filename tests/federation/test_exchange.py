@@ -3,10 +3,13 @@ granted and refused, incident reports reaching the originator."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from gsomia.cli.main import app
 from gsomia.node.cluster import Cluster
 
 from .conftest import (
@@ -172,3 +175,24 @@ def test_incident_reaches_the_originator_with_follow_up(in_force: Cluster) -> No
     assert follow["follow_up_of"] == first["id"]
     assert follow["kind"] == "follow-up"
     assert follow["reporter"] == "KOR"
+
+
+def test_share_command_sends_a_set_and_names_what_it_could_not(in_force: Cluster) -> None:
+    jpn = in_force.nodes["JPN"]
+    made = [create_item(in_force, "JPN") for _ in range(3)]
+    ids = [made[0]["id"], "no-such-item", made[1]["id"], made[2]["id"]]
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["share", *ids, "--to", "KOR", "--node", jpn.url, "--token", jpn.token, "--json"]
+    )
+    # One line naming the item that could not be shared, exit code 2, and the rest shared.
+    assert result.exit_code == 2, result.output
+    assert "1 of 4 items not shared: no-such-item: " in result.output
+    assert "Traceback" not in result.output
+    answer = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    shared = [row["share"] for row in answer["results"] if "share" in row]
+    assert [s["item_id"] for s in shared] == [m["id"] for m in made]
+    for sent in shared:
+        assert wait_share(in_force, "JPN", sent["id"])["status"] == "delivered"
+    for item in made:
+        assert len(held_by_title(in_force, "KOR", item["title"])) == 1

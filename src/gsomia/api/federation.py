@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gsomia.api.app import Actor, PersonIn, item_json
 from gsomia.core.errors import (
@@ -22,7 +24,13 @@ from gsomia.core.errors import (
 )
 from gsomia.core.release import Person
 from gsomia.crypto.httpsig import VerifiedRequest, verify_request
-from gsomia.node.federation import BATCH_ENDPOINT, ENDPOINT, MAX_BATCH_ENVELOPES, Federation
+from gsomia.node.federation import (
+    BATCH_ENDPOINT,
+    ENDPOINT,
+    MAX_BATCH_ENVELOPES,
+    MAX_ITEMS_PER_RELEASE,
+    Federation,
+)
 from gsomia.store.federation import Peer, Share
 
 _bearer = HTTPBearer(auto_error=False)
@@ -41,6 +49,12 @@ class PeerIn(_In):
 
 class ShareIn(_In):
     recipient: str
+    person: PersonIn | None = None
+
+
+class ShareManyIn(_In):
+    recipient: str
+    items: list[str] = Field(min_length=1, max_length=MAX_ITEMS_PER_RELEASE)
     person: PersonIn | None = None
 
 
@@ -166,6 +180,26 @@ def federation_router(fed: Federation) -> APIRouter:
 
     # -- shares --
 
+    def person_for(given: PersonIn | None) -> Callable[[str], Person] | None:
+        """The recipient-side person a decision is for, in the recipient's own terms."""
+        if given is None:
+            return None
+
+        def person(recipient: str) -> Person:
+            clearance = given.clearance
+            return Person(
+                clearance=node.registry.level(recipient, clearance).id if clearance else None,
+                need_to_know=frozenset(node.registry.topic(t).id for t in given.need_to_know),
+                compartments=frozenset(c.upper() for c in given.compartments),
+            )
+
+        return person
+
+    def token_of(creds: HTTPAuthorizationCredentials | None) -> str:
+        if creds is None or not creds.credentials:
+            raise AuthenticationError("a bearer token is required")
+        return creds.credentials
+
     @router.post("/api/v1/items/{item_id}/shares", status_code=201, tags=["federation"])
     async def share(
         item_id: str,
@@ -174,24 +208,36 @@ def federation_router(fed: Federation) -> APIRouter:
     ) -> Response:
         """Share an item (group-committed: no thread of the pool is held while it waits; the
         bearer token is checked in the share's own transaction)."""
-        if creds is None or not creds.credentials:
-            raise AuthenticationError("a bearer token is required")
-        given = body.person
-
-        def person(recipient: str) -> Person:
-            assert given is not None
-            clearance = given.clearance
-            return Person(
-                clearance=node.registry.level(recipient, clearance).id if clearance else None,
-                need_to_know=frozenset(node.registry.topic(t).id for t in given.need_to_know),
-                compartments=frozenset(c.upper() for c in given.compartments),
-            )
-
-        future = fed.share_soon(
-            creds.credentials, item_id, body.recipient, person if given is not None else None
-        )
+        future = fed.share_soon(token_of(creds), item_id, body.recipient, person_for(body.person))
         done: Share = await asyncio.wrap_future(future)
         return Response(_json(done.to_dict()), status_code=201, media_type="application/json")
+
+    @router.post("/api/v1/shares", tags=["federation"])
+    async def share_many(
+        body: ShareManyIn,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Response:
+        """Share several items with one recipient in one request: a result per item, in order,
+        each its share (queued, awaiting consent or refused) or its problem. The token and the
+        roles are checked once; if they fail, nothing is shared."""
+        twice = sorted(i for i, n in Counter(body.items).items() if n > 1)
+        if twice:
+            raise InputError(f"items: {', '.join(twice)} listed more than once")
+        future = fed.share_many_soon(
+            token_of(creds), body.items, body.recipient, person_for(body.person)
+        )
+        outcomes = await asyncio.wrap_future(future)
+        results: list[dict[str, Any]] = []
+        counts: Counter[str] = Counter()
+        for item_id, outcome in zip(body.items, outcomes, strict=True):
+            if isinstance(outcome, GsomiaError):
+                results.append({"item_id": item_id, "problem": outcome.to_problem()})
+                counts["problem"] += 1
+            else:
+                results.append({"item_id": item_id, "share": outcome.to_dict()})
+                counts[outcome.status] += 1
+        answer = {"recipient": body.recipient, "results": results, "counts": dict(counts)}
+        return Response(_json(answer), media_type="application/json")
 
     @router.get("/api/v1/shares", tags=["federation"])
     def shares(actor: Actor, item_id: str | None = None) -> dict[str, Any]:

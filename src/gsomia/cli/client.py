@@ -49,17 +49,38 @@ def _call(method: str, path: str, node: str | None, token: str | None, body: Any
 
 
 def share(
-    item: str = typer.Argument(..., help="The item's id."),
+    items: list[str] = typer.Argument(..., metavar="ITEM...", help="The items' ids."),
     to: str = typer.Option(..., "--to", metavar="PARTY", help="The recipient party."),
     node: str | None = NODE,
     token: str | None = TOKEN,
     json: bool = JSON,
 ) -> None:
-    """Share an item with another party's node: decide, seal, send (or ask for consent)."""
-    result = _call("POST", f"/api/v1/items/{item}/shares", node, token, {"recipient": to})
-    if json:
-        print_json(result)
+    """Share items with another party's node: decide, seal, send (or ask for consent).
+
+    Several items go in one request, a result for each; an item that cannot be shared (not
+    found, no longer held) is named and the others are shared all the same (exit code 2).
+    """
+    if len(items) == 1:
+        result = _call("POST", f"/api/v1/items/{items[0]}/shares", node, token, {"recipient": to})
+        if json:
+            print_json(result)
+            return
+        _print_share(result)
         return
+    answer = _call("POST", "/api/v1/shares", node, token, {"recipient": to, "items": items})
+    if json:
+        print_json(answer)
+    else:
+        for row in answer["results"]:
+            if "share" in row:
+                _print_share(row["share"])
+    problems = [row for row in answer["results"] if "problem" in row]
+    if problems:
+        named = "; ".join(f"{row['item_id']}: {row['problem']['detail']}" for row in problems)
+        raise NodeRefusedError(f"{len(problems)} of {len(items)} items not shared: {named}")
+
+
+def _print_share(result: dict[str, Any]) -> None:
     route = " → ".join(result["route"])
     console.print(f"share {result['id']}: {result['status']} ({route})")
     for reason in result.get("reasons") or ():

@@ -89,6 +89,9 @@ logger = logging.getLogger(__name__)
 ENDPOINT = "/federation/v1/envelopes"
 BATCH_ENDPOINT = "/federation/v1/envelope-batches"
 MAX_BATCH_ENVELOPES = 256  # per batch request: the receiver refuses more with 413
+# Items in one share request (POST /api/v1/shares): one transaction holds them all, so it is
+# bounded like a batch of envelopes, with room for a day's set of reports.
+MAX_ITEMS_PER_RELEASE = 1000
 PEER_CACHE_SECONDS = 5.0
 NONCE_PRUNE_SECONDS = 60.0
 INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "follow-up")
@@ -390,6 +393,35 @@ class Federation:
             visibility = self.node.visibility(actor)
             who = person(to) if person is not None else None
             return self._share(b.s, b.log, actor, item_id, to, visibility, who)
+
+        return self._commits.submit(act, atomic=True)
+
+    def share_many_soon(
+        self,
+        token: str,
+        item_ids: Sequence[str],
+        recipient: str,
+        person: Callable[[str], Person] | None = None,
+    ) -> Future[list[Share | GsomiaError]]:
+        """``share_soon`` for several items to one recipient (a release of a set of reports):
+        one act, so the token and the actor's roles are checked once, before anything is
+        written, and a failure of either shares nothing. Each item's outcome is its share (which
+        may be ``refused``) or its own error (not found, not held); one item's error takes
+        nothing else with it, since a share act checks everything before it writes."""
+        to = self.node.registry.party(recipient).code  # a request-level error, before any act
+
+        def act(b: Batch) -> list[Share | GsomiaError]:
+            actor = b.user(token)
+            _require(actor, *ITEM_ROLES)
+            visibility = self.node.visibility(actor)
+            who = person(to) if person is not None else None
+            outcomes: list[Share | GsomiaError] = []
+            for item_id in item_ids:
+                try:
+                    outcomes.append(self._share(b.s, b.log, actor, item_id, to, visibility, who))
+                except GsomiaError as e:
+                    outcomes.append(e)
+            return outcomes
 
         return self._commits.submit(act, atomic=True)
 
