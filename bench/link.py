@@ -56,8 +56,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gsomia import load_registry
-from gsomia.core.labels import SecurityLabel
-from gsomia.link.simulator import Launch, simulate
+from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.sse import SseParser
 from gsomia.link.tracks import GeoPoint, to_wire
 from gsomia.node.cluster import Cluster
@@ -86,13 +85,7 @@ ROUTES = (
 
 def flights(total: int, prefix: str) -> list[dict[str, Any]]:
     """``total`` wire updates: flights of 600 km sampled at 10 Hz (about 3,600 updates each)."""
-    label = SecurityLabel(
-        originator="KOR",
-        policy="KOR",
-        classification="gunsa-2",
-        releasable_to=frozenset({"USA", "JPN"}),
-        topics=frozenset({"dprk-missile"}),
-    )
+    label = KOR_WARNING_LABEL
     out: list[dict[str, Any]] = []
     n = 0
     while len(out) < total:

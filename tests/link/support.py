@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from gsomia.core.labels import SecurityLabel
-from gsomia.link.simulator import Launch, simulate
+from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.sse import SseParser
 from gsomia.link.tracks import GeoPoint, SensorMetadata, to_wire
 from gsomia.node.cluster import NodeProcess
@@ -79,13 +78,7 @@ class Subscriber:
 
 
 def flight(n_max: int | None = None) -> list[dict[str, Any]]:
-    label = SecurityLabel(
-        originator="KOR",
-        policy="KOR",
-        classification="gunsa-2",
-        releasable_to=frozenset({"USA", "JPN"}),
-        topics=frozenset({"dprk-missile"}),
-    )
+    label = KOR_WARNING_LABEL
     launch = Launch(
         site=GeoPoint(39.0, 125.7),
         time=datetime.now(UTC),

@@ -32,7 +32,7 @@ from gsomia.api.app import Actor
 from gsomia.core.errors import GsomiaError, InputError, RequestSignatureError
 from gsomia.crypto.httpsig import WINDOW, verify_request
 from gsomia.node.federation import real_now
-from gsomia.node.link import LINK_PATH, LinkService
+from gsomia.node.link import LINK_PATH, LinkService, frame_problem
 from gsomia.node.service import ITEM_ROLES, _require
 from gsomia.store.federation import Nonces
 from gsomia.store.records import Role
@@ -48,10 +48,6 @@ class _ServerConn:
     async def send_json(self, data: dict[str, Any]) -> None:
         async with self.lock:
             await self.ws.send_text(json.dumps(data, separators=(",", ":")))
-
-
-def _problem(e: GsomiaError) -> dict[str, Any]:
-    return {"code": e.code, "detail": str(e)}
 
 
 def _sse(event: dict[str, Any]) -> str:
@@ -145,7 +141,7 @@ def link_router(link: LinkService) -> APIRouter:
                     await future
                     acked.append(key)
                 except GsomiaError as e:
-                    await conn.send_json({"t": "r", "k": key, "problem": _problem(e)})
+                    await conn.send_json({"t": "r", "k": key, "problem": frame_problem(e)})
             if acked:
                 await conn.send_json({"t": "a", "k": acked})
 

@@ -38,6 +38,7 @@ from gsomia.link.tracks import GeoPoint, Phase, SensorMetadata, TrackSample, Tra
 __all__ = [
     "EARTH_RADIUS_M",
     "G0",
+    "KOR_WARNING_LABEL",
     "MU",
     "Launch",
     "destination",
@@ -49,6 +50,16 @@ EARTH_RADIUS_M = 6_371_000.0
 G0 = 9.80665
 MU = G0 * EARTH_RADIUS_M**2
 _STEP_S = 0.05  # integration step, seconds
+
+# A Korean sensor's track under the 2023 trilateral mechanism: 군사II급비밀 on DPRK missiles,
+# releasable to the US and Japan (what the demo, the link bench and the tests simulate).
+KOR_WARNING_LABEL = SecurityLabel(
+    originator="KOR",
+    policy="KOR",
+    classification="gunsa-2",
+    releasable_to=frozenset({"USA", "JPN"}),
+    topics=frozenset({"dprk-missile"}),
+)
 
 
 @dataclass(frozen=True, slots=True)

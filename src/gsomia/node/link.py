@@ -542,22 +542,22 @@ class LinkService:
             del self._upstream[sender]
 
     def _refuse(self, sender: str, key: tuple[str, int] | None, e: BaseException) -> None:
-        code = getattr(e, "code", "invalid-track")
+        problem = frame_problem(e)
         log.warning("refused an update from %s: %s", sender, e)
         self._acts.append(
             {
                 "action": "link-refusal",
                 "detail": f"from {sender}: {e}",
-                "evidence": {"sender": sender, "key": list(key) if key else None, "code": code},
+                "evidence": {
+                    "sender": sender,
+                    "key": list(key) if key else None,
+                    "code": problem["code"],
+                },
             }
         )
         conn = self._upstream.get(sender)
         if conn is not None and key is not None:
-            self._spawn(
-                conn.send_json(
-                    {"t": "r", "k": list(key), "problem": {"code": code, "detail": str(e)}}
-                )
-            )
+            self._spawn(conn.send_json({"t": "r", "k": list(key), "problem": problem}))
         self._wake.set()
 
     def _offer(
@@ -1183,3 +1183,8 @@ def _state_event(track: str, st: _TrackState, pos: int) -> dict[str, Any]:
         "hops": [],
         "published_ns": None,
     }
+
+
+def frame_problem(e: BaseException) -> dict[str, Any]:
+    """The problem in a link frame refusing an update (``{"t": "r"}``): its code and detail."""
+    return {"code": getattr(e, "code", "invalid-track"), "detail": str(e)}

@@ -158,9 +158,6 @@ class LinkJournal:
         rows = self.s.execute(select(_T).where(_T.c.track_id == track_id).order_by(_T.c.seq))
         return [_entry(r) for r in rows]
 
-    def tracks(self) -> list[str]:
-        return list(self.s.execute(select(_T.c.track_id).distinct()).scalars())
-
     def cursors(self) -> dict[str, int]:
         return {peer: int(pos) for peer, pos in self.s.execute(select(_C.c.peer, _C.c.acked_pos))}
 
