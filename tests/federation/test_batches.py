@@ -230,6 +230,22 @@ def status(p: Peering, share_id: str) -> str:
     return str(s)
 
 
+def queued_with_envelope(p: Peering, item_id: str) -> int:
+    """Shares of ``item_id`` queued at JPN with their envelope in the outbox."""
+    return p.jpn.count(
+        "SELECT count(*) FROM shares s JOIN outbox o ON o.envelope_id = s.envelope_id "
+        "WHERE s.item_id = ? AND s.status = 'queued'",
+        item_id,
+    )
+
+
+def share_acts(p: Peering, item_id: str) -> int:
+    """Share acts of ``item_id`` in JPN's access register."""
+    return p.jpn.count(
+        "SELECT count(*) FROM access_register WHERE action = 'share' AND item_id = ?", item_id
+    )
+
+
 def held(p: Peering, tag: str) -> list[tuple[Any, ...]]:
     return p.kor.rows(
         "SELECT id, received_from, received_under, classification FROM items WHERE title LIKE ?",
@@ -450,21 +466,8 @@ def test_concurrent_shares_commit_together_and_a_failing_one_alone_fails(
             outcomes.append("not-found")
     assert outcomes == ["queued"] * 6 + ["not-found"] + ["queued"] * 6
     for item_id in good:
-        assert (
-            p.jpn.count(
-                "SELECT count(*) FROM shares s JOIN outbox o ON o.envelope_id = s.envelope_id "
-                "WHERE s.item_id = ? AND s.status = 'queued'",
-                item_id,
-            )
-            == 1
-        )
-        assert (
-            p.jpn.count(
-                "SELECT count(*) FROM access_register WHERE action = 'share' AND item_id = ?",
-                item_id,
-            )
-            == 1
-        )
+        assert queued_with_envelope(p, item_id) == 1
+        assert share_acts(p, item_id) == 1
     w, _ = worker(p)
     drain(w)
 
@@ -722,22 +725,9 @@ def test_a_set_of_items_is_shared_in_one_request_with_a_result_for_each(peering:
     # Each share is what sharing the item alone would have made: its envelope in the outbox
     # and its act in the access register; the refusal is recorded too, the unknown id is not.
     for item_id in good:
-        assert (
-            p.jpn.count(
-                "SELECT count(*) FROM shares s JOIN outbox o ON o.envelope_id = s.envelope_id "
-                "WHERE s.item_id = ? AND s.status = 'queued'",
-                item_id,
-            )
-            == 1
-        )
+        assert queued_with_envelope(p, item_id) == 1
     for item_id in (*good, outside):
-        assert (
-            p.jpn.count(
-                "SELECT count(*) FROM access_register WHERE action = 'share' AND item_id = ?",
-                item_id,
-            )
-            == 1
-        )
+        assert share_acts(p, item_id) == 1
     w, recorder = worker(p)
     drain(w)
     assert recorder.paths == [BATCH_ENDPOINT]  # the four envelopes went in one request

@@ -19,6 +19,7 @@ from gsomia.core.errors import (
     TrackFieldRefusedError,
 )
 from gsomia.core.labels import SecurityLabel
+from gsomia.link.simulator import KOR_WARNING_LABEL
 from gsomia.link.tracks import GeoPoint, Phase, TrackUpdate, to_wire
 from gsomia.node.config import init_node, load_encryption_key, load_signing_key
 from gsomia.node.federation import Federation
@@ -188,14 +189,7 @@ def test_a_hub_without_the_originators_answer_withholds_and_records_it(tmp_path:
             encryption_key=peer.encryption_public_key.to_text(),
             actor=None,
         )
-    kor_label = SecurityLabel(
-        originator="KOR",
-        policy="KOR",
-        classification="gunsa-2",
-        releasable_to=frozenset({"USA", "JPN"}),
-        topics=frozenset({"dprk-missile"}),
-    )
-    wire = to_wire(replace(update(0), track_id="KOR-T", originator="KOR", label=kor_label))
+    wire = to_wire(replace(update(0), track_id="KOR-T", originator="KOR", label=KOR_WARNING_LABEL))
     asked: list[dict[str, object]] = []
 
     class Silent:  # KOR's end of the stream, which never answers
