@@ -37,7 +37,7 @@ from sqlalchemy.pool import NullPool
 from gsomia import load_registry
 from gsomia.api.app import create_app
 from gsomia.core.canonical import canonical_bytes
-from gsomia.core.errors import ForbiddenError, ItemNotFoundError
+from gsomia.core.errors import AuthenticationError, ForbiddenError, InputError, ItemNotFoundError
 from gsomia.crypto.envelope import (
     envelope_digest,
     open_envelope,
@@ -49,7 +49,14 @@ from gsomia.crypto.httpsig import sign_request
 from gsomia.node.cluster import Cluster
 from gsomia.node.config import load_config, load_encryption_key, load_signing_key
 from gsomia.node.delivery import DeliverySettings, DeliveryWorker
-from gsomia.node.federation import BATCH_ENDPOINT, ENDPOINT, Batch, Federation, GroupCommit
+from gsomia.node.federation import (
+    BATCH_ENDPOINT,
+    ENDPOINT,
+    SET_CHUNK,
+    Batch,
+    Federation,
+    GroupCommit,
+)
 from gsomia.node.service import LabelInput, Node, open_node
 from gsomia.store.federation import ActLog, item_to_share, user_by_token
 from gsomia.store.records import User, Visibility
@@ -721,7 +728,8 @@ def test_a_set_of_items_is_shared_in_one_request_with_a_result_for_each(peering:
     refused = by_item[outside]["share"]
     assert refused["status"] == "refused" and refused["reasons"]
     assert [by_item[i]["share"]["status"] for i in good] == ["queued"] * 4
-    assert answer["counts"] == {"queued": 4, "refused": 1, "problem": 1}
+    assert answer["recipient"] == "KOR"
+    assert answer["counts"] == {"queued": 4, "awaiting-consent": 0, "refused": 1, "problem": 1}
     # Each share is what sharing the item alone would have made: its envelope in the outbox
     # and its act in the access register; the refusal is recorded too, the unknown id is not.
     for item_id in good:
@@ -765,8 +773,13 @@ def test_a_set_share_refused_as_a_whole_shares_nothing(peering: Peering) -> None
             (post({"recipient": "KOR", "items": []}, auth), 422, "invalid-request"),
             (
                 post({"recipient": "KOR", "items": [listed[0], listed[1], listed[0]]}, auth),
-                400,
-                "invalid-input",
+                422,
+                "invalid-request",
+            ),
+            (
+                post({"recipient": "KOR", "items": [f"i{n}" for n in range(1001)]}, auth),
+                422,
+                "invalid-request",
             ),
         ]
     finally:
@@ -774,6 +787,49 @@ def test_a_set_share_refused_as_a_whole_shares_nothing(peering: Peering) -> None
     for r, code, problem in cases:
         assert (r.status_code, r.json()["code"]) == (code, problem), r.text
         assert r.headers["content-type"].startswith("application/problem+json")
-    assert listed[0] in cases[-1][0].json()["detail"]
+    assert listed[0] in cases[-2][0].json()["detail"]
     for item_id in listed:
         assert p.jpn.count("SELECT count(*) FROM shares WHERE item_id = ?", item_id) == 0
+
+
+def test_a_set_is_written_a_chunk_at_a_time_so_other_shares_need_not_wait(
+    peering: Peering,
+) -> None:
+    p = peering
+    listed = items(p, SET_CHUNK + 8, "chunked-set")
+    (alone,) = items(p, 1, "between-chunks")
+    acts = p.jpn.fed.share_set(p.jpn.token, listed, "KOR")
+    first = next(acts).result(timeout=30)
+    assert [o.status for o in first] == ["queued"] * SET_CHUNK  # type: ignore[union-attr]
+    # The next chunk is not written until asked for: a share arriving now commits first.
+    assert sum(p.jpn.count("SELECT count(*) FROM shares WHERE item_id = ?", i) for i in listed) == (
+        SET_CHUNK
+    )
+    assert p.jpn.fed.share(p.jpn.user, alone, "KOR").status == "queued"
+    second = next(acts).result(timeout=30)
+    assert [o.status for o in second] == ["queued"] * 8  # type: ignore[union-attr]
+    assert next(acts, None) is None
+    w, _ = worker(p)
+    drain(w)
+    assert len(held(p, "chunked-set")) == SET_CHUNK + 8
+
+
+def test_a_token_revoked_part_way_through_a_set_shares_no_more(peering: Peering) -> None:
+    p = peering
+    listed = items(p, SET_CHUNK + 1, "revoked-set")
+    user, token = p.jpn.node.add_user(
+        name="revoked sharer",
+        roles=["officer"],
+        clearance=p.jpn.user.clearance,
+        need_to_know=p.jpn.user.need_to_know,
+    )
+    acts = p.jpn.fed.share_set(token, listed, "KOR")
+    assert len(next(acts).result(timeout=30)) == SET_CHUNK
+    p.jpn.node.revoke_user(user.id)
+    with pytest.raises(AuthenticationError):
+        next(acts).result(timeout=30)
+    assert p.jpn.count("SELECT count(*) FROM shares WHERE item_id = ?", listed[-1]) == 0
+    with pytest.raises(InputError, match="listed more than once"):
+        p.jpn.fed.share_set(token, [listed[0], listed[0]], "KOR")
+    w, _ = worker(p)
+    drain(w)

@@ -188,6 +188,7 @@ def test_share_command_sends_a_set_and_names_what_it_could_not(in_force: Cluster
     # One line naming the item that could not be shared, exit code 2, and the rest shared.
     assert result.exit_code == 2, result.output
     assert "1 of 4 items not shared: no-such-item: " in result.output
+    assert "[item-not-found]" in result.output
     assert "Traceback" not in result.output
     answer = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
     shared = [row["share"] for row in answer["results"] if "share" in row]
@@ -196,3 +197,11 @@ def test_share_command_sends_a_set_and_names_what_it_could_not(in_force: Cluster
         assert wait_share(in_force, "JPN", sent["id"])["status"] == "delivered"
     for item in made:
         assert len(held_by_title(in_force, "KOR", item["title"])) == 1
+
+    more = [create_item(in_force, "JPN")["id"] for _ in range(2)]
+    result = runner.invoke(
+        app, ["share", *more, "--to", "KOR", "--node", jpn.url, "--token", jpn.token]
+    )
+    assert result.exit_code == 0, result.output
+    for item_id in more:  # a line per share, naming its item
+        assert f"of item {item_id}: queued (JPN → KOR)" in result.output

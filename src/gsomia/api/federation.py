@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gsomia.api.app import Actor, PersonIn, item_json
 from gsomia.core.errors import (
@@ -52,10 +52,18 @@ class ShareIn(_In):
     person: PersonIn | None = None
 
 
-class ShareManyIn(_In):
+class ShareSetIn(_In):
     recipient: str
     items: list[str] = Field(min_length=1, max_length=MAX_ITEMS_PER_RELEASE)
     person: PersonIn | None = None
+
+    @field_validator("items")
+    @classmethod
+    def _each_once(cls, items: list[str]) -> list[str]:
+        twice = sorted(i for i, n in Counter(items).items() if n > 1)
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return items
 
 
 class ConsentAnswerIn(_In):
@@ -213,22 +221,29 @@ def federation_router(fed: Federation) -> APIRouter:
         return Response(_json(done.to_dict()), status_code=201, media_type="application/json")
 
     @router.post("/api/v1/shares", tags=["federation"])
-    async def share_many(
-        body: ShareManyIn,
+    async def share_set(
+        body: ShareSetIn,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Response:
-        """Share several items with one recipient in one request: a result per item, in order,
-        each its share (queued, awaiting consent or refused) or its problem. The token and the
-        roles are checked once; if they fail, nothing is shared."""
-        twice = sorted(i for i, n in Counter(body.items).items() if n > 1)
-        if twice:
-            raise InputError(f"items: {', '.join(twice)} listed more than once")
-        future = fed.share_many_soon(
-            token_of(creds), body.items, body.recipient, person_for(body.person)
-        )
-        outcomes = await asyncio.wrap_future(future)
+        """Share a set of items with one recipient in one request: a result per item, in order,
+        each its share (queued, awaiting consent or refused) or its problem. The token, the
+        roles and the recipient are checked before anything is shared; if they fail, nothing
+        is. The set is written in chunks, other shares committing between them."""
+        outcomes: list[Share | GsomiaError] = []
+        acts = fed.share_set(token_of(creds), body.items, body.recipient, person_for(body.person))
+        for future in acts:
+            try:
+                done: list[Share | GsomiaError] = await asyncio.wrap_future(future)
+                outcomes += done
+            except GsomiaError as e:
+                if not outcomes:
+                    raise  # the first chunk: nothing was shared
+                # The token revoked (or the store failing) part way: what was shared stays
+                # shared, the rest is not, each item saying why.
+                outcomes += [e] * (len(body.items) - len(outcomes))
+                break
         results: list[dict[str, Any]] = []
-        counts: Counter[str] = Counter()
+        counts = dict.fromkeys(("queued", "awaiting-consent", "refused", "problem"), 0)
         for item_id, outcome in zip(body.items, outcomes, strict=True):
             if isinstance(outcome, GsomiaError):
                 results.append({"item_id": item_id, "problem": outcome.to_problem()})
@@ -236,7 +251,8 @@ def federation_router(fed: Federation) -> APIRouter:
             else:
                 results.append({"item_id": item_id, "share": outcome.to_dict()})
                 counts[outcome.status] += 1
-        answer = {"recipient": body.recipient, "results": results, "counts": dict(counts)}
+        recipient = node.registry.party(body.recipient).code
+        answer = {"recipient": recipient, "results": results, "counts": counts}
         return Response(_json(answer), media_type="application/json")
 
     @router.get("/api/v1/shares", tags=["federation"])

@@ -76,13 +76,19 @@ def share(
                 _print_share(row["share"])
     problems = [row for row in answer["results"] if "problem" in row]
     if problems:
-        named = "; ".join(f"{row['item_id']}: {row['problem']['detail']}" for row in problems)
+        named = "; ".join(
+            f"{row['item_id']}: {row['problem']['detail']} [{row['problem']['code']}]"
+            for row in problems
+        )
         raise NodeRefusedError(f"{len(problems)} of {len(items)} items not shared: {named}")
 
 
 def _print_share(result: dict[str, Any]) -> None:
     route = " → ".join(result["route"])
-    console.print(f"share {result['id']}: {result['status']} ({route})")
+    console.print(  # ids whole on one line, whatever the terminal's width
+        f"share {result['id']} of item {result['item_id']}: {result['status']} ({route})",
+        soft_wrap=True,
+    )
     for reason in result.get("reasons") or ():
         console.print(f"  {reason}")
 
