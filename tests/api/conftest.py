@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -40,8 +39,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
+from tests.databases import DATABASE_URL, ENGINES, postgresql_schema_url
 
 from gsomia import load_registry
 from gsomia.api.app import create_app
@@ -56,16 +54,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-DATABASE_URL = os.environ.get("GSOMIA_TEST_DATABASE_URL", "")
-
-ENGINES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgresql",
-        id="postgresql",
-        marks=pytest.mark.skipif(not DATABASE_URL, reason="GSOMIA_TEST_DATABASE_URL is not set"),
-    ),
-]
 
 JST = timezone(timedelta(hours=9))
 NOON = datetime(2019, 11, 22, 12, 0, tzinfo=JST)
@@ -80,7 +68,6 @@ ALL_TOPICS = (
     "russia-far-east",
     "other",
 )
-_SCHEMA_NAME = re.compile(r"gsomia_api_[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -282,30 +269,11 @@ def engine_kind(request: pytest.FixtureRequest) -> str:
 
 
 @contextmanager
-def postgresql_schema_url(url: str) -> Iterator[tuple[str, str]]:
-    """A URL whose connections work in a new schema of their own; the schema is dropped after."""
-    name = f"gsomia_api_{uuid.uuid4().hex[:16]}"
-    assert _SCHEMA_NAME.fullmatch(name)  # the only kind of schema these tests create or drop
-    admin = create_engine(url, poolclass=NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{name}"'))
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={name}"})
-        try:
-            yield scoped.render_as_string(hide_password=False), name
-        finally:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-    finally:
-        admin.dispose()
-
-
-@contextmanager
 def node_database(kind: str, directory: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{directory / 'node.db'}"
     else:
-        with postgresql_schema_url(DATABASE_URL) as (url, _name):
+        with postgresql_schema_url(DATABASE_URL, "gsomia_api") as (url, _name):
             yield url
 
 

@@ -31,7 +31,7 @@ def test_a_served_node_over_a_socket(engine_kind: str, tmp_path: Path) -> None:
     with ExitStack() as stack:
         database: list[str] = []
         if engine_kind == "postgresql":
-            url, _schema = stack.enter_context(postgresql_schema_url(DATABASE_URL))
+            url, _schema = stack.enter_context(postgresql_schema_url(DATABASE_URL, "gsomia_api"))
             database = [url]
         init = gsomia(
             "node",

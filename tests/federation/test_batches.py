@@ -23,7 +23,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -31,8 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.pool import NullPool
+from tests.databases import DATABASE_URL, ENGINES, postgresql_schema_url
 
 from gsomia import load_registry
 from gsomia.api.app import create_app
@@ -66,15 +65,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette would like httpx2; the transport is the same
     from fastapi.testclient import TestClient
 
-DATABASE_URL = os.environ.get("GSOMIA_TEST_DATABASE_URL", "")
-ENGINES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgresql",
-        id="postgresql",
-        marks=pytest.mark.skipif(not DATABASE_URL, reason="GSOMIA_TEST_DATABASE_URL is not set"),
-    ),
-]
 NOON = datetime(2019, 11, 22, 12, 0, tzinfo=timezone(timedelta(hours=9)))
 LABEL = LabelInput("gokuhi", frozenset({"dprk-missile"}), frozenset({"USA", "KOR"}))
 
@@ -161,24 +151,6 @@ def _side(cluster: Cluster, party: str) -> Side:
     return Side(node, fed, data_dir, token, node.authenticate(token))
 
 
-@contextmanager
-def postgresql_schema(url: str) -> Iterator[str]:
-    """A URL whose connections work in a new schema of their own; the schema is dropped after."""
-    name = f"gsomia_batches_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(url, poolclass=NullPool)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{name}"'))
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={name}"})
-        try:
-            yield scoped.render_as_string(hide_password=False)
-        finally:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-    finally:
-        admin.dispose()
-
-
 @pytest.fixture(scope="module", params=ENGINES)
 def peering(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -186,7 +158,10 @@ def peering(
     with ExitStack() as stack:
         urls = None
         if request.param == "postgresql":
-            urls = {p: stack.enter_context(postgresql_schema(DATABASE_URL)) for p in ("JPN", "KOR")}
+            urls = {
+                p: stack.enter_context(postgresql_schema_url(DATABASE_URL, "gsomia_batches"))[0]
+                for p in ("JPN", "KOR")
+            }
         cluster = Cluster(
             root=tmp_path_factory.mktemp("batches"),
             registry=load_registry(),

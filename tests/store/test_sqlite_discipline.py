@@ -5,30 +5,21 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
+from tests.databases import sqlite_engine
 
 from gsomia.store import schema
-from gsomia.store.engine import Store, make_engine
+from gsomia.store.engine import Store
 from gsomia.store.records import Role
 from gsomia.store.repositories import NodeMeta, Users
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@contextmanager
-def sqlite_engine(directory: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{directory / 'node.db'}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
