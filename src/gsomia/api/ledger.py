@@ -16,7 +16,6 @@ cosignatures kept) and ``GET /federation/v1/witnessed/{party}`` (the latest chec
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -24,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from gsomia.api.app import Actor
+from gsomia.core.canonical import b64
 from gsomia.core.errors import InputError
 from gsomia.crypto.httpsig import WINDOW, VerifiedRequest, verify_request
 from gsomia.ledger.checkpoint import NoteVerifier
@@ -51,7 +51,7 @@ def _checkpoint_json(stored: StoredCheckpoint) -> dict[str, Any]:
     return {
         "origin": stored.origin,
         "size": stored.size,
-        "root_hash": base64.b64encode(stored.root_hash).decode("ascii"),
+        "root_hash": b64(stored.root_hash),
         "created_at": stored.created_at.isoformat(),
         "note": stored.note,
     }
@@ -110,7 +110,7 @@ def ledger_router(fed: Federation) -> APIRouter:
     def inclusion(actor: Actor, index: int, size: Size | None = None) -> dict[str, Any]:
         _require(actor, Role.AUDITOR, Role.ADMIN, Role.RELEASE_AUTHORITY)
         proof = ledger.inclusion_proof(index, size)
-        return {**proof.to_dict(), "root_hash": _b64(ledger.root(proof.size))}
+        return {**proof.to_dict(), "root_hash": b64(ledger.root(proof.size))}
 
     @router.get("/api/v1/ledger/proofs/consistency", tags=["ledger"])
     def consistency(actor: Actor, old: Size, new: Size | None = None) -> dict[str, Any]:
@@ -198,7 +198,3 @@ def ledger_router(fed: Federation) -> APIRouter:
         return found
 
     return router
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")

@@ -13,7 +13,6 @@ for that peer. ``audit witness`` does the same for this node's peers.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from rich.table import Table
 
 from gsomia.cli.common import console, err_console, now, print_json
 from gsomia.cli.node import DATA, JSON, open_from_dir, passphrase_from
+from gsomia.core.canonical import b64
 from gsomia.core.errors import CheckpointError, InputError, LedgerInconsistentError
 from gsomia.crypto.keys import InvalidPublicKeyError, SigningPublicKey
 from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
@@ -74,10 +74,6 @@ def _ledger(ctx: typer.Context, data: Path) -> Iterator[Ledger]:
         yield Ledger(node.store)
     finally:
         node.store.dispose()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
 
 
 def _read_note(path: Path) -> str:
@@ -147,7 +143,7 @@ def verify_cmd(
 
 def _show(report: Report, config: NodeConfig) -> None:
     console.print(
-        f"Ledger of {config.party}: {report.size} entries, root {_b64(report.root_hash)}",
+        f"Ledger of {config.party}: {report.size} entries, root {b64(report.root_hash)}",
         soft_wrap=True,
     )
     console.print(
@@ -207,7 +203,7 @@ def prove_cmd(
             "record": record.record,
         },
         "proof": proof.to_dict(),
-        "root_hash": _b64(root),
+        "root_hash": b64(root),
         "checkpoint": signed.note if signed is not None and signed.size == proof.size else None,
     }
     if json:
@@ -215,11 +211,11 @@ def prove_cmd(
         return
     console.print(f"Entry {record.index} ({record.kind}, {record.at.isoformat()})", soft_wrap=True)
     console.print(f"  record digest  {record.digest.hex()}")
-    console.print(f"  leaf hash      {_b64(proof.leaf_hash)}")
+    console.print(f"  leaf hash      {b64(proof.leaf_hash)}")
     console.print(f"  tree size      {proof.size}")
-    console.print(f"  root hash      {_b64(root)}")
+    console.print(f"  root hash      {b64(root)}")
     for i, h in enumerate(proof.path):
-        console.print(f"  path[{i:2}]       {_b64(h)}")
+        console.print(f"  path[{i:2}]       {b64(h)}")
     if out["checkpoint"]:
         console.print("Signed checkpoint of that tree:")
         console.print(out["checkpoint"], end="", soft_wrap=True)
@@ -258,7 +254,7 @@ def checkpoint_cmd(ctx: typer.Context, data: Path = DATA, json: bool = JSON) -> 
             {
                 "origin": stored.origin,
                 "size": stored.size,
-                "root_hash": _b64(stored.root_hash),
+                "root_hash": b64(stored.root_hash),
                 "created_at": stored.created_at.isoformat(),
                 "note": stored.note,
                 "file": str(path),
@@ -337,7 +333,7 @@ def witness_cmd(
                 r.status,
                 "" if r.size is None else str(r.size),
                 "" if r.previous_size is None else str(r.previous_size),
-                _b64(r.root_hash)[:16] + "…" if r.root_hash is not None else "",
+                b64(r.root_hash)[:16] + "…" if r.root_hash is not None else "",
                 ", ".join(r.compared),
                 r.detail,
             )

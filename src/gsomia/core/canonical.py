@@ -6,12 +6,13 @@ of gsomia asks for.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import Any
 
 from gsomia.core.jcs import canonical_pair
 
-__all__ = ["canonical_bytes", "digest"]
+__all__ = ["b64", "canonical_bytes", "digest"]
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -22,3 +23,8 @@ def canonical_bytes(value: Any) -> bytes:
 def digest(value: Any) -> str:
     """``sha256:`` and the hex SHA-256 of the canonical bytes."""
     return "sha256:" + hashlib.sha256(canonical_bytes(value)).hexdigest()
+
+
+def b64(raw: bytes) -> str:
+    """Standard, padded base64 of ``raw``: how records, envelopes and notes spell bytes."""
+    return base64.b64encode(raw).decode("ascii")

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gsomia.core.canonical import canonical_bytes
+from gsomia.core.canonical import b64, canonical_bytes
 from gsomia.core.errors import EnvelopeError
 from gsomia.crypto.keys import (
     EncryptionPrivateKey,
@@ -44,10 +44,6 @@ log = logging.getLogger(__name__)
 
 VERSION = 1
 _WRAP_INFO = b"gsomia envelope key wrap v1"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _unb64(text: Any) -> bytes:
@@ -132,16 +128,16 @@ def seal_bytes(
             "alg": "X25519-HKDF-SHA256-A256GCM",
             "ephemeral": EncryptionPublicKey(ephemeral_public).to_text(),
             "recipient": recipient_key.key_id,
-            "nonce": _b64(wrap_nonce),
-            "wrapped": _b64(wrapped),
+            "nonce": b64(wrap_nonce),
+            "wrapped": b64(wrapped),
         },
-        "ciphertext": {"alg": "A256GCM", "nonce": _b64(data_nonce), "data": _b64(ciphertext)},
+        "ciphertext": {"alg": "A256GCM", "nonce": b64(data_nonce), "data": b64(ciphertext)},
     }
     signed = _signed_part(envelope, aad)
     signature = {
         "alg": "ed25519",
         "keyid": sender_key.key_id,
-        "value": _b64(sender_key.sign(signed)),
+        "value": b64(sender_key.sign(signed)),
     }
     envelope["signature"] = signature
     # The whole envelope in canonical form: the signed object with "signature" (last by name).
@@ -198,7 +194,7 @@ def sign_receipt(body: dict[str, Any], key: SigningPrivateKey) -> dict[str, Any]
         "signature": {
             "alg": "ed25519",
             "keyid": key.key_id,
-            "value": _b64(key.sign(canonical_bytes(body))),
+            "value": b64(key.sign(canonical_bytes(body))),
         },
     }
 

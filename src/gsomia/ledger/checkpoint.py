@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gsomia.core.canonical import b64
 from gsomia.core.errors import CheckpointError
 from gsomia.crypto.keys import InvalidPublicKeyError, SigningPrivateKey, SigningPublicKey
 
@@ -62,10 +63,6 @@ _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _MAX_SIZE = 2**64 - 1
 
 
-def _b64encode(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
 def _b64decode(text: str, what: str) -> bytes:
     """Standard base64, padded, and canonical: one byte string has exactly one spelling."""
     if not _B64.fullmatch(text) or len(text) % 4:
@@ -74,7 +71,7 @@ def _b64decode(text: str, what: str) -> bytes:
         raw = base64.b64decode(text, validate=True)
     except binascii.Error:
         raise CheckpointError(f"{what} is not standard base64") from None
-    if _b64encode(raw) != text:
+    if b64(raw) != text:
         raise CheckpointError(f"{what} is not canonical base64")
     return raw
 
@@ -133,7 +130,7 @@ class NoteVerifier:
     def to_vkey(self) -> str:
         """The verifier key text of golang.org/x/mod/sumdb/note: ``name+hash+base64(alg||key)``."""
         raw = bytes([ALG_ED25519]) + self.public_key.raw
-        return f"{self.name}+{self.key_id.hex()}+{_b64encode(raw)}"
+        return f"{self.name}+{self.key_id.hex()}+{b64(raw)}"
 
     @classmethod
     def from_vkey(cls, text: str) -> NoteVerifier:
@@ -177,7 +174,7 @@ class NoteSignature:
             raise CheckpointError("a note signature is a 4-byte key id and a signature")
 
     def to_line(self) -> str:
-        return f"{SIGNATURE_PREFIX}{self.name} {_b64encode(self.key_id + self.signature)}\n"
+        return f"{SIGNATURE_PREFIX}{self.name} {b64(self.key_id + self.signature)}\n"
 
     @classmethod
     def from_line(cls, line: str) -> NoteSignature:
@@ -283,7 +280,7 @@ class Checkpoint:
                 raise CheckpointError(f"{line!r} is not a checkpoint extension line")
 
     def body(self) -> str:
-        lines = [self.origin, str(self.size), _b64encode(self.root_hash), *self.extensions]
+        lines = [self.origin, str(self.size), b64(self.root_hash), *self.extensions]
         return "".join(f"{line}\n" for line in lines)
 
     @classmethod

@@ -23,7 +23,6 @@ as the act they record.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -39,6 +38,7 @@ from sqlalchemy import Connection, Dialect, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from gsomia.core.canonical import b64
 from gsomia.core.errors import (
     CheckpointError,
     InvalidInstantError,
@@ -163,10 +163,6 @@ class Entry:
         return _sha256(self.record_json.encode("utf-8")).digest() == self.digest
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
 @dataclass(frozen=True, slots=True)
 class InclusionProof:
     """Entry ``index`` is leaf ``index`` of the tree of ``size`` entries (RFC 9162 §2.1.3)."""
@@ -186,8 +182,8 @@ class InclusionProof:
         return {
             "index": self.index,
             "size": self.size,
-            "leaf_hash": _b64(self.leaf_hash),
-            "path": [_b64(h) for h in self.path],
+            "leaf_hash": b64(self.leaf_hash),
+            "path": [b64(h) for h in self.path],
         }
 
 
@@ -206,7 +202,7 @@ class ConsistencyProof:
         return {
             "old_size": self.old_size,
             "new_size": self.new_size,
-            "path": [_b64(h) for h in self.path],
+            "path": [b64(h) for h in self.path],
         }
 
 
@@ -239,7 +235,7 @@ class StoredCosignature:
             "id": self.id,
             "witness": self.witness,
             "size": self.size,
-            "root_hash": _b64(self.root_hash),
+            "root_hash": b64(self.root_hash),
             "note": self.note,
             "received_at": self.received_at.isoformat(),
         }
@@ -312,7 +308,7 @@ class Report:
         return {
             "ok": self.ok,
             "size": self.size,
-            "root_hash": _b64(self.root_hash),
+            "root_hash": b64(self.root_hash),
             "entries_checked": self.entries_checked,
             "checkpoints_checked": self.checkpoints_checked,
             "external_checked": self.external_checked,

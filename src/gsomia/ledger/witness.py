@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from gsomia.core.canonical import b64
 from gsomia.core.errors import (
     GsomiaError,
     InvalidProofError,
@@ -87,10 +88,6 @@ def ledger_origin(party: str) -> str:
     return f"gsomia.invalid/{party}/ledger"
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
 @dataclass(frozen=True, slots=True)
 class Cosigned:
     """The last checkpoint of a peer this node cosigned."""
@@ -105,7 +102,7 @@ class Cosigned:
         return {
             "peer": self.peer,
             "size": self.size,
-            "root_hash": _b64(self.root_hash),
+            "root_hash": b64(self.root_hash),
             "note": self.note,
             "cosigned_at": self.at,
         }
@@ -253,7 +250,7 @@ class WitnessResult:
             "peer": self.peer,
             "status": self.status,
             "size": self.size,
-            "root_hash": _b64(self.root_hash) if self.root_hash is not None else None,
+            "root_hash": b64(self.root_hash) if self.root_hash is not None else None,
             "previous_size": self.previous_size,
             "detail": self.detail,
             "incident_id": self.incident_id,
@@ -378,7 +375,7 @@ class _Witnessing:
                 {"cosigned_note": previous.note if previous else None},
                 {
                     "against_size": previous_size,
-                    "against_root_hash": _b64(previous.root_hash) if previous else None,
+                    "against_root_hash": b64(previous.root_hash) if previous else None,
                 },
                 previous_size,
                 now,
@@ -568,7 +565,7 @@ def _inconsistent(
             **evidence,
             "conflicting_note": shown.text,
             "size": checkpoint.size,
-            "root_hash": _b64(checkpoint.root_hash),
+            "root_hash": b64(checkpoint.root_hash),
         }
         append_entries(s, [NewEntry("witness.inconsistent", record, now)])
         known[party] = [*recorded, {**conflict, "incident_id": row.id}][-KEPT_CONFLICTS:]

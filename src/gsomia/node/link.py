@@ -32,7 +32,6 @@ The hub is trusted as a hub under the instrument in any case (it re-marks the la
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import json
@@ -50,7 +49,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gsomia.core.agreements import InstrumentKind
-from gsomia.core.canonical import digest
+from gsomia.core.canonical import b64, digest
 from gsomia.core.errors import (
     ForbiddenError,
     GsomiaError,
@@ -291,9 +290,7 @@ class _PeerStream:
                         frame.append(wire)
                     body = json.dumps(frame, separators=(",", ":"))
                     sig = self.service.federation.signing_key.sign(body.encode())
-                    await ws.send(
-                        json.dumps({"t": "b", "body": body, "sig": base64.b64encode(sig).decode()})
-                    )
+                    await ws.send(json.dumps({"t": "b", "body": body, "sig": b64(sig)}))
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
