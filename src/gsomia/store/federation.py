@@ -328,13 +328,7 @@ class _Driver:
             )
             known = self._inserts[key] = (sql, names, [self._bind(c) for c in given])
         sql, names, binds = known
-        params = [
-            tuple(
-                v if p is None or v is None else p(v)
-                for v, p in zip((row[n] for n in names), binds, strict=True)
-            )
-            for row in rows
-        ]
+        params = [_processed((row[n] for n in names), binds) for row in rows]
         cursor = db.cursor()
         if len(params) == 1:
             cursor.execute(sql, params[0])
@@ -358,13 +352,7 @@ class _Driver:
                 [self._bind(c) for c in columns],
             )
         sql, order, binds = known
-        params = [
-            tuple(
-                v if p is None or v is None else p(v)
-                for v, p in zip((row[n] for n in order), binds, strict=True)
-            )
-            for row in rows
-        ]
+        params = [_processed((row[n] for n in order), binds) for row in rows]
         db.cursor().executemany(sql, params)
 
     def select_in(
@@ -387,10 +375,7 @@ class _Driver:
         )
         cursor = db.cursor()
         cursor.execute(sql, (*keys, *equal.values()))
-        return [
-            tuple(v if p is None or v is None else p(v) for v, p in zip(r, results, strict=True))
-            for r in cursor.fetchall()
-        ]
+        return [_processed(r, results) for r in cursor.fetchall()]
 
     def item(self, db: Any, item_id: str, visibility: Visibility) -> tuple[Any, ...] | None:
         known = self._items.get(visibility)
@@ -419,13 +404,17 @@ class _Driver:
         row = cursor.fetchone()
         if row is None:
             return None
-        return tuple(
-            v if p is None or v is None else p(v)
-            for v, p in zip(row, self._item_results, strict=True)
-        )
+        return _processed(row, self._item_results)
 
 
 _DRIVERS: dict[str, _Driver] = {}
+
+
+def _processed(values: Iterable[Any], processors: Iterable[Processor]) -> tuple[Any, ...]:
+    """``values`` through their columns' bind or result processors (None passes as it is)."""
+    return tuple(
+        v if p is None or v is None else p(v) for v, p in zip(values, processors, strict=True)
+    )
 
 
 def user_by_token(session: Session, token: str) -> User | None:
@@ -437,8 +426,8 @@ def user_by_token(session: Session, token: str) -> User | None:
     row = cursor.fetchone()
     if row is None:
         return None
-    uid, name, roles, clearance, need_to_know, compartments, created_at = (
-        v if p is None or v is None else p(v) for v, p in zip(row, driver.user_results, strict=True)
+    uid, name, roles, clearance, need_to_know, compartments, created_at = _processed(
+        row, driver.user_results
     )
     return User(
         id=uid,
