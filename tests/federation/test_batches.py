@@ -46,7 +46,7 @@ from gsomia.crypto.envelope import (
 )
 from gsomia.crypto.httpsig import sign_request
 from gsomia.node.cluster import Cluster
-from gsomia.node.config import load_config, load_encryption_key, load_signing_key
+from gsomia.node.config import load_config
 from gsomia.node.delivery import DeliverySettings, DeliveryWorker
 from gsomia.node.federation import (
     BATCH_ENDPOINT,
@@ -142,11 +142,7 @@ def _side(cluster: Cluster, party: str) -> Side:
     node = open_node(
         party=party, registry=registry, database_url=config.database_url, clock=lambda: NOON
     )
-    fed = Federation(
-        node,
-        signing_key=load_signing_key(config, None),
-        encryption_key=load_encryption_key(config, None),
-    )
+    fed = Federation.keyed_by(node, config)
     token = cluster.nodes[party].token
     return Side(node, fed, data_dir, token, node.authenticate(token))
 

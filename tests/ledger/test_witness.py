@@ -303,7 +303,7 @@ def test_peer_endpoints_need_a_signed_fresh_request(tmp_path: Path) -> None:
 
     from gsomia.api.app import create_app
     from gsomia.crypto.httpsig import sign_request
-    from gsomia.node.config import init_node, load_config, load_encryption_key, load_signing_key
+    from gsomia.node.config import init_node, load_config, load_signing_key
     from gsomia.node.federation import Federation
     from gsomia.node.service import open_node
 
@@ -311,11 +311,7 @@ def test_peer_endpoints_need_a_signed_fresh_request(tmp_path: Path) -> None:
     at = datetime.now(UTC)
     config = init_node(tmp_path / "jpn", "JPN", registry, None, now=at)
     node = open_node(party="JPN", registry=registry, database_url=config.database_url)
-    fed = Federation(
-        node,
-        signing_key=load_signing_key(config, None),
-        encryption_key=load_encryption_key(config, None),
-    )
+    fed = Federation.keyed_by(node, config)
     kor = init_node(tmp_path / "kor", "KOR", registry, None, now=at)
     kor_key = load_signing_key(load_config(tmp_path / "kor"), None)
     fed.add_peer(

@@ -45,8 +45,6 @@ from gsomia.node.config import (
     NodeConfig,
     init_node,
     load_config,
-    load_encryption_key,
-    load_signing_key,
 )
 from gsomia.node.federation import Federation
 from gsomia.node.service import Node, open_node
@@ -147,11 +145,7 @@ class Trio:
     @staticmethod
     def _open(config: NodeConfig) -> tuple[Node, Federation]:
         node = open_node(party=config.party, registry=REGISTRY, database_url=config.database_url)
-        fed = Federation(
-            node,
-            signing_key=load_signing_key(config, None),
-            encryption_key=load_encryption_key(config, None),
-        )
+        fed = Federation.keyed_by(node, config)
         return node, fed
 
     def _member(self, config: NodeConfig) -> Member:

@@ -21,7 +21,7 @@ from gsomia.core.errors import (
 from gsomia.core.labels import SecurityLabel
 from gsomia.link.simulator import KOR_WARNING_LABEL
 from gsomia.link.tracks import GeoPoint, Phase, TrackUpdate, to_wire
-from gsomia.node.config import init_node, load_encryption_key, load_signing_key
+from gsomia.node.config import init_node
 from gsomia.node.federation import Federation
 from gsomia.node.link import LinkOptions, LinkService
 from gsomia.node.service import Node, open_node
@@ -65,11 +65,7 @@ def node(tmp_path: Path, clock: list[datetime]) -> Iterator[tuple[Node, Federati
     node = open_node(
         party="JPN", registry=registry, database_url=config.database_url, clock=lambda: clock[0]
     )
-    fed = Federation(
-        node,
-        signing_key=load_signing_key(config, None),
-        encryption_key=load_encryption_key(config, None),
-    )
+    fed = Federation.keyed_by(node, config)
     yield node, fed
     node.store.dispose()
 
@@ -175,11 +171,7 @@ def test_a_hub_without_the_originators_answer_withholds_and_records_it(tmp_path:
     now = datetime.now(UTC)
     config = init_node(tmp_path / "usa", "USA", registry, None, now=now)
     usa = open_node(party="USA", registry=registry, database_url=config.database_url)
-    fed = Federation(
-        usa,
-        signing_key=load_signing_key(config, None),
-        encryption_key=load_encryption_key(config, None),
-    )
+    fed = Federation.keyed_by(usa, config)
     for party in ("KOR", "JPN"):
         peer = init_node(tmp_path / party.lower(), party, registry, None, now=now)
         fed.add_peer(

@@ -20,8 +20,6 @@ from gsomia.node.config import (
     NodeConfig,
     init_node,
     load_config,
-    load_encryption_key,
-    load_signing_key,
     node_party,
 )
 from gsomia.node.federation import Federation
@@ -273,12 +271,7 @@ def serve_cmd(
 
     node = open_from_dir(ctx, data, database, clock, without)
     config = load_config(data)
-    passphrase = os.environ.get(PASSPHRASE_ENV) or None
-    federation = Federation(
-        node,
-        signing_key=load_signing_key(config, passphrase),
-        encryption_key=load_encryption_key(config, passphrase),
-    )
+    federation = Federation.keyed_by(node, config, os.environ.get(PASSPHRASE_ENV) or None)
     err_console.print(
         f"gsomia node {node.party} serving http://{host}:{port} "
         f"(registry {node.registry.content_hash[:12]}, "
@@ -332,11 +325,8 @@ def peers_add(
 ) -> None:
     """Pin a peer's keys (as printed by ``gsomia node keys`` on the peer)."""
     node = open_from_dir(ctx, data)
-    config = load_config(data)
-    federation = Federation(
-        node,
-        signing_key=load_signing_key(config, os.environ.get(PASSPHRASE_ENV) or None),
-        encryption_key=load_encryption_key(config, os.environ.get(PASSPHRASE_ENV) or None),
+    federation = Federation.keyed_by(
+        node, load_config(data), os.environ.get(PASSPHRASE_ENV) or None
     )
     peer = federation.add_peer(
         party, url, signing_key=signing_key, encryption_key=encryption_key, actor=None

@@ -209,11 +209,4 @@ class Cluster:
 
 
 def _federation(node: Any, data_dir: Path) -> Federation:
-    from gsomia.node.config import load_encryption_key, load_signing_key
-
-    config = load_config(data_dir)
-    return Federation(
-        node,
-        signing_key=load_signing_key(config, None),
-        encryption_key=load_encryption_key(config, None),
-    )
+    return Federation.keyed_by(node, load_config(data_dir))

@@ -63,6 +63,7 @@ from gsomia.crypto.keys import (
     SigningPrivateKey,
     SigningPublicKey,
 )
+from gsomia.node.config import NodeConfig, load_encryption_key, load_signing_key
 from gsomia.node.service import ITEM_ROLES, Node, _require
 from gsomia.store.engine import GroupCommit as StoreGroupCommit
 from gsomia.store.engine import Outcome, Store
@@ -217,6 +218,16 @@ class Federation:
         self._encryption_keys: dict[str, EncryptionPublicKey] = {}
         self._peer_lock = threading.Lock()
         self._commits = GroupCommit(node.store, after=self._after_commit)
+
+    @classmethod
+    def keyed_by(cls, node: Node, config: NodeConfig, passphrase: str | None = None) -> Federation:
+        """``node``'s federation with the keys its ``config`` names (``passphrase`` unlocks
+        them), each checked against the public key pinned in ``node.toml``."""
+        return cls(
+            node,
+            signing_key=load_signing_key(config, passphrase),
+            encryption_key=load_encryption_key(config, passphrase),
+        )
 
     @property
     def party(self) -> str:
