@@ -27,20 +27,14 @@ from gsomia import load_registry
 from gsomia.core.errors import InputError
 from gsomia.core.labels import SecurityLabel
 from gsomia.link.cot import MISSILE_COT_TYPE, PONG_TYPE, CotTrackAssembler
-from gsomia.link.simulator import Launch, simulate
+from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.tak import TakServer
 from gsomia.link.tracks import GeoPoint, Phase, TrackUpdate
 from gsomia.node.cluster import Cluster, free_port
 
 TIMEOUT = 10.0
 T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
-KOR_LABEL = SecurityLabel(
-    "KOR",
-    "KOR",
-    "gunsa-2",
-    releasable_to=frozenset({"JPN", "USA"}),
-    topics=frozenset({"dprk-missile"}),
-)
+KOR_LABEL = KOR_WARNING_LABEL
 JPN_LABEL = SecurityLabel("JPN", "JPN", "hi", releasable_to=frozenset({"KOR", "USA"}))
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gsomia.core.errors import InputError, InvalidTrackError, TrackFieldRefusedError
-from gsomia.core.labels import SecurityLabel
+from gsomia.link.simulator import KOR_WARNING_LABEL
 from gsomia.link.tracks import (
     SENSOR_FIELDS,
     WIRE_FIELDS,
@@ -26,13 +26,7 @@ from gsomia.link.tracks import (
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-LABEL = SecurityLabel(
-    "KOR",
-    "KOR",
-    "gunsa-2",
-    releasable_to=frozenset({"JPN", "USA"}),
-    topics=frozenset({"dprk-missile"}),
-)
+LABEL = KOR_WARNING_LABEL
 
 
 def update(**changes: Any) -> TrackUpdate:
