@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -28,30 +27,12 @@ from gsomia import load_registry
 from gsomia.core.registry import Registry
 from gsomia.node.cluster import Cluster
 
-_T = TypeVar("_T")
-
 BEFORE = "2019-11-22T12:00+09:00"
 AFTER = "2019-11-24T12:00+09:00"
 SUSPENSION = "kor-notice-suspension-2019"
 LAPSED = {"clock": AFTER, "without": [SUSPENSION]}
 FINAL = ("delivered", "refused", "failed")
 PROBLEM = "application/problem+json"
-
-
-# -- polling -----------------------------------------------------------------------------------
-
-
-def poll(probe: Callable[[], _T | None], *, timeout: float = 30.0, what: str = "condition") -> _T:
-    """Call ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: _T | None = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-        time.sleep(0.02)  # polling interval, bounded by the deadline
 
 
 # -- the cluster ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.polling import poll
 from typer.testing import CliRunner
 
 from gsomia.cli.main import app
@@ -18,7 +19,6 @@ from .conftest import (
     held_by_title,
     listing,
     payload,
-    poll,
     share,
     wait_share,
 )

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.polling import poll
 
 from gsomia.node.cluster import Cluster
 
@@ -22,7 +23,6 @@ from .conftest import (
     get_share,
     held_by_title,
     items,
-    poll,
     share,
     wait_share,
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from tests.polling import poll
 
 from gsomia.core.registry import Registry
 from gsomia.node.cluster import Cluster
@@ -21,7 +22,6 @@ from .conftest import (
     listing,
     new_cluster,
     payload,
-    poll,
     share,
     wait_share,
 )

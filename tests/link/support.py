@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-import pytest
+from tests import polling
 
 from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.sse import SseParser
 from gsomia.link.tracks import GeoPoint, SensorMetadata, to_wire
 from gsomia.node.cluster import NodeProcess
 
-_T = TypeVar("_T")
 SENSOR_MARK = "GREEN-PINE-BLOCK-C-AT-SITE-7"  # a string that must never leave KOR
 
 
-def poll(probe: Callable[[], _T | None], *, timeout: float = 60.0, what: str = "condition") -> _T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling interval, bounded by the deadline
+# A flight through three nodes takes longer than a share: a minute unless told otherwise.
+poll = functools.partial(polling.poll, timeout=60.0)
 
 
 class Subscriber:
