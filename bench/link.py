@@ -56,9 +56,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gsomia import load_registry
-from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
+from gsomia.link.simulator import DPRK_WEST_COAST, KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.sse import SseParser
-from gsomia.link.tracks import GeoPoint, to_wire
+from gsomia.link.tracks import to_wire
 from gsomia.node.cluster import Cluster
 from gsomia.node.link import percentiles
 
@@ -85,18 +85,17 @@ ROUTES = (
 
 def flights(total: int, prefix: str) -> list[dict[str, Any]]:
     """``total`` wire updates: flights of 600 km sampled at 10 Hz (about 3,600 updates each)."""
-    label = KOR_WARNING_LABEL
     out: list[dict[str, Any]] = []
     n = 0
     while len(out) < total:
         launch = Launch(
-            site=GeoPoint(39.0, 125.7),
+            site=DPRK_WEST_COAST,
             time=datetime.now(UTC),
             azimuth_deg=95.0,
             range_km=600.0,
             rate_hz=10.0,
         )
-        for update in simulate(launch, f"{prefix}-{n}", label):
+        for update in simulate(launch, f"{prefix}-{n}", KOR_WARNING_LABEL):
             out.append(to_wire(update))
             if len(out) == total:
                 break

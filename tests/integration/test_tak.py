@@ -27,7 +27,7 @@ from gsomia import load_registry
 from gsomia.core.errors import InputError
 from gsomia.core.labels import SecurityLabel
 from gsomia.link.cot import MISSILE_COT_TYPE, PONG_TYPE, CotTrackAssembler
-from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
+from gsomia.link.simulator import DPRK_WEST_COAST, KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.tak import TakServer
 from gsomia.link.tracks import GeoPoint, Phase, TrackUpdate
 from gsomia.node.cluster import Cluster, free_port
@@ -121,7 +121,7 @@ def pytak_event(
 
 def flight_positions() -> list[tuple[float, float, float, float]]:
     """(lat, lon, hae, speed) every 10 s of a simulated flight, to PyTAK's 4 decimals."""
-    launch = Launch(GeoPoint(39.0, 125.7), T0, 95.0, 1000.0, rate_hz=0.1)
+    launch = Launch(DPRK_WEST_COAST, T0, 95.0, 1000.0, rate_hz=0.1)
     positions = []
     for update in simulate(launch, "unused", KOR_LABEL):
         sample = update.latest
@@ -241,7 +241,7 @@ def test_a_late_watcher_first_gets_the_current_picture() -> None:
         await server.start()
         watcher: PytakClient | None = None
         try:
-            launch = Launch(GeoPoint(39.0, 125.7), T0, 95.0, 500.0, rate_hz=0.1)
+            launch = Launch(DPRK_WEST_COAST, T0, 95.0, 500.0, rate_hz=0.1)
             updates = list(simulate(launch, "t-a", KOR_LABEL))[:3]
             for update in updates:
                 await server.publish(update)
@@ -278,7 +278,7 @@ def test_a_slow_client_does_not_hold_up_the_others() -> None:
             await asyncio.get_running_loop().sock_connect(slow, ("127.0.0.1", server.port))
             fast = await PytakClient.connect(server.port)
             await within(server.wait_for_clients(2))
-            launch = Launch(GeoPoint(39.0, 125.7), T0, 95.0, 500.0, rate_hz=1.0)
+            launch = Launch(DPRK_WEST_COAST, T0, 95.0, 500.0, rate_hz=1.0)
             template = next(iter(simulate(launch, "x", KOR_LABEL)))
             sent = 0
             while server.client_count == 2:

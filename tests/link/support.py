@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from tests import polling
 
-from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
+from gsomia.link.simulator import DPRK_WEST_COAST, KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.sse import SseParser
-from gsomia.link.tracks import GeoPoint, SensorMetadata, to_wire
+from gsomia.link.tracks import SensorMetadata, to_wire
 from gsomia.node.cluster import NodeProcess
 
 SENSOR_MARK = "GREEN-PINE-BLOCK-C-AT-SITE-7"  # a string that must never leave KOR
@@ -69,16 +69,15 @@ class Subscriber:
 
 
 def flight(n_max: int | None = None) -> list[dict[str, Any]]:
-    label = KOR_WARNING_LABEL
     launch = Launch(
-        site=GeoPoint(39.0, 125.7),
+        site=DPRK_WEST_COAST,
         time=datetime.now(UTC),
         azimuth_deg=95.0,
         range_km=600.0,
         rate_hz=1.0,
     )
     sensor = SensorMetadata(sensor_type=SENSOR_MARK)
-    updates = list(simulate(launch, "KOR-E2E-1", label, sensor))[:n_max]
+    updates = list(simulate(launch, "KOR-E2E-1", KOR_WARNING_LABEL, sensor))[:n_max]
     wires = [to_wire(u) for u in updates]
     wires[0] = {**wires[0], "sensor": {"sensor_type": SENSOR_MARK}}  # local metadata at intake
     return wires

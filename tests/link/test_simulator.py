@@ -10,7 +10,7 @@ import pytest
 
 from gsomia.core.errors import InputError
 from gsomia.core.labels import SecurityLabel
-from gsomia.link.simulator import Launch, destination, great_circle_m, simulate
+from gsomia.link.simulator import DPRK_WEST_COAST, Launch, destination, great_circle_m, simulate
 from gsomia.link.tracks import (
     PHASE_ORDER,
     GeoPoint,
@@ -21,7 +21,7 @@ from gsomia.link.tracks import (
 )
 
 T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
-SITE = GeoPoint(39.0, 125.7)  # DPRK west coast
+SITE = DPRK_WEST_COAST
 LABEL = SecurityLabel("KOR", "KOR", "gunsa-2", topics=frozenset({"dprk-missile"}))
 
 

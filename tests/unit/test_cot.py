@@ -33,11 +33,11 @@ from gsomia.link.cot import (
     split_stream,
     update_to_cot,
 )
-from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
+from gsomia.link.simulator import DPRK_WEST_COAST, KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.tracks import GeoPoint, Phase, SensorMetadata, TrackSample, TrackUpdate
 
 T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
-SITE = GeoPoint(39.0, 125.7)  # DPRK west coast
+SITE = DPRK_WEST_COAST
 LABEL = KOR_WARNING_LABEL
 SENSOR = SensorMetadata("AN/TPY-2", GeoPoint(35.917, 128.113, 512.0), ("TEL movement at Sohae",))
 

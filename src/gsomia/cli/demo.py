@@ -37,9 +37,9 @@ from rich.table import Table
 from rich.text import Text
 
 from gsomia.cli.common import console, err_console, print_json, settings
-from gsomia.link.simulator import KOR_WARNING_LABEL, Launch, simulate
+from gsomia.link.simulator import DPRK_WEST_COAST, KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.sse import SseParser
-from gsomia.link.tracks import GeoPoint, to_wire
+from gsomia.link.tracks import to_wire
 from gsomia.node.cluster import Cluster
 
 SUSPENSION = "kor-notice-suspension-2019"
@@ -226,9 +226,10 @@ def _launch(cluster: Cluster) -> dict[str, Any]:
     """A simulated DPRK launch into the Sea of Japan, tracked by Korea, through the link."""
     import threading
 
-    label = KOR_WARNING_LABEL
-    launch = Launch(GeoPoint(39.0, 125.7), datetime.now(UTC), 95.0, 600.0, rate_hz=1.0)
-    wires = [to_wire(u) for u in simulate(launch, f"KOR-{launch.time:%Y%m%d%H%M%S}", label)]
+    launch = Launch(DPRK_WEST_COAST, datetime.now(UTC), 95.0, 600.0, rate_hz=1.0)
+    wires = [
+        to_wire(u) for u in simulate(launch, f"KOR-{launch.time:%Y%m%d%H%M%S}", KOR_WARNING_LABEL)
+    ]
     seen: dict[str, list[dict[str, Any]]] = {"JPN": [], "USA": []}
     watchers = []
     for party, events in seen.items():

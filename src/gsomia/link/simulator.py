@@ -36,6 +36,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.link.tracks import GeoPoint, Phase, SensorMetadata, TrackSample, TrackUpdate
 
 __all__ = [
+    "DPRK_WEST_COAST",
     "EARTH_RADIUS_M",
     "G0",
     "KOR_WARNING_LABEL",
@@ -50,6 +51,8 @@ EARTH_RADIUS_M = 6_371_000.0
 G0 = 9.80665
 MU = G0 * EARTH_RADIUS_M**2
 _STEP_S = 0.05  # integration step, seconds
+
+DPRK_WEST_COAST = GeoPoint(39.0, 125.7)  # the launch site the demo, the bench and the tests fly
 
 # A Korean sensor's track under the 2023 trilateral mechanism: 군사II급비밀 on DPRK missiles,
 # releasable to the US and Japan (what the demo, the link bench and the tests simulate).
