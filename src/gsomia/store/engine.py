@@ -251,14 +251,9 @@ class GroupCommit(Generic[J]):
 
     def _settle_alone(self, job: J, future: Future[Any]) -> None:
         try:
-            ((result, error),) = self._committed([job])
+            future.set_result(self.run(job))
         except Exception as e:
             future.set_exception(e)
-            return
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
 
     def _committed(self, jobs: Sequence[J]) -> list[Outcome]:
         self._progress.committing = False
