@@ -47,9 +47,12 @@ from gsomia.store.models import (
 )
 from gsomia.store.records import Disposition, Item, Role, User, Visibility
 from gsomia.store.repositories import (
+    Processors,
     act_entry,
+    bind_processor,
     item_of,
     new_item_values,
+    result_processor,
     token_digest,
     visible,
 )
@@ -264,9 +267,6 @@ def add_received_item(
     )
 
 
-Processor = Callable[[Any], Any] | None
-
-
 class _Driver:
     """The share act's statements as driver SQL for one dialect, run on the driver's cursor
     inside SQLAlchemy's transaction (as the ledger's appends are): same transaction, same
@@ -279,9 +279,9 @@ class _Driver:
         self.dialect = dialect
         self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
         # Statements by table and columns: (SQL, column order, bind processors).
-        self._inserts: dict[tuple[str, ...], tuple[str, tuple[str, ...], list[Processor]]] = {}
+        self._inserts: dict[tuple[str, ...], tuple[str, tuple[str, ...], Processors]] = {}
         self._items: dict[Visibility, tuple[str, Callable[[str], Any]]] = {}
-        self._item_results = [self._result(c) for c in _ITEMS.columns]
+        self._item_results = self._results(_ITEMS.columns)
         self.consents = (
             f"SELECT originator FROM {ConsentRow.__tablename__} WHERE item_id = {self.mark}"
         )
@@ -295,7 +295,7 @@ class _Driver:
             users.compartments,
             users.created_at,
         )
-        self.user_results = [self._result(c) for c in self.user_columns]
+        self.user_results = self._results(self.user_columns)
         # Users.by_token's query: an active token of an active user.
         self.user_by_token = (
             f"SELECT {', '.join(f'u.{c.name}' for c in self.user_columns)} "
@@ -305,15 +305,11 @@ class _Driver:
             f"AND t.{tokens.revoked_at.name} IS NULL AND u.{users.revoked_at.name} IS NULL"
         )
 
-    def _bind(self, column: Any) -> Processor:
-        processor: Processor = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
-        return processor
+    def _binds(self, columns: Iterable[Any]) -> Processors:
+        return Processors([bind_processor(c, self.dialect) for c in columns])
 
-    def _result(self, column: Any) -> Processor:
-        processor: Processor = column.type.dialect_impl(self.dialect).result_processor(
-            self.dialect, None
-        )
-        return processor
+    def _results(self, columns: Iterable[Any]) -> Processors:
+        return Processors([result_processor(c, self.dialect) for c in columns])
 
     def insert(self, db: Any, table: Table, rows: builtins.list[dict[str, Any]]) -> None:
         """Insert ``rows`` (each with the same columns) with one statement."""
@@ -326,9 +322,9 @@ class _Driver:
                 f"INSERT INTO {table.name} ({', '.join(names)}) "
                 f"VALUES ({', '.join([self.mark] * len(names))})"
             )
-            known = self._inserts[key] = (sql, names, [self._bind(c) for c in given])
+            known = self._inserts[key] = (sql, names, self._binds(given))
         sql, names, binds = known
-        params = [_processed((row[n] for n in names), binds) for row in rows]
+        params = [binds([row[n] for n in names]) for row in rows]
         cursor = db.cursor()
         if len(params) == 1:
             cursor.execute(sql, params[0])
@@ -346,13 +342,9 @@ class _Driver:
                 f"UPDATE {table.name} SET {', '.join(f'{n} = {self.mark}' for n in names)} "
                 f"WHERE {key} = {self.mark}"
             )
-            known = self._inserts[cache_key] = (
-                sql,
-                (*names, key),
-                [self._bind(c) for c in columns],
-            )
+            known = self._inserts[cache_key] = (sql, (*names, key), self._binds(columns))
         sql, order, binds = known
-        params = [_processed((row[n] for n in order), binds) for row in rows]
+        params = [binds([row[n] for n in order]) for row in rows]
         db.cursor().executemany(sql, params)
 
     def select_in(
@@ -367,7 +359,7 @@ class _Driver:
         """``names`` of the rows whose ``key`` is one of ``keys`` (and whose columns named in
         ``equal`` have those values), through the result processors."""
         columns = [table.c[n] for n in names]
-        results = [self._result(c) for c in columns]
+        results = self._results(columns)
         also = "".join(f" AND {n} = {self.mark}" for n in equal)
         sql = (
             f"SELECT {', '.join(names)} FROM {table.name} "
@@ -375,7 +367,7 @@ class _Driver:
         )
         cursor = db.cursor()
         cursor.execute(sql, (*keys, *equal.values()))
-        return [_processed(r, results) for r in cursor.fetchall()]
+        return [tuple(results(r)) for r in cursor.fetchall()]
 
     def item(self, db: Any, item_id: str, visibility: Visibility) -> tuple[Any, ...] | None:
         known = self._items.get(visibility)
@@ -404,17 +396,10 @@ class _Driver:
         row = cursor.fetchone()
         if row is None:
             return None
-        return _processed(row, self._item_results)
+        return tuple(self._item_results(row))
 
 
 _DRIVERS: dict[str, _Driver] = {}
-
-
-def _processed(values: Iterable[Any], processors: Iterable[Processor]) -> tuple[Any, ...]:
-    """``values`` through their columns' bind or result processors (None passes as it is)."""
-    return tuple(
-        v if p is None or v is None else p(v) for v, p in zip(values, processors, strict=True)
-    )
 
 
 def user_by_token(session: Session, token: str) -> User | None:
@@ -426,9 +411,7 @@ def user_by_token(session: Session, token: str) -> User | None:
     row = cursor.fetchone()
     if row is None:
         return None
-    uid, name, roles, clearance, need_to_know, compartments, created_at = _processed(
-        row, driver.user_results
-    )
+    uid, name, roles, clearance, need_to_know, compartments, created_at = driver.user_results(row)
     return User(
         id=uid,
         name=name,

@@ -674,21 +674,23 @@ class NodeMeta:
 # -- the hot path: the node's most frequent acts, in group-commit batches ----------------------
 
 
-def _bind(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+def bind_processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How ``dialect``'s driver is handed a value of ``column`` (None: as it is)."""
     processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(
         dialect
     )
     return processor
 
 
-def _result(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+def result_processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How a value of ``column`` read from ``dialect``'s driver is made (None: as it is)."""
     processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).result_processor(
         dialect, None
     )
     return processor
 
 
-class _Processors:
+class Processors:
     """Column processors for rows of values in a fixed column order (only where a type has one)."""
 
     __slots__ = ("only",)
@@ -746,12 +748,12 @@ class HotStatements:
         items = [c for c in ItemRow.__table__.columns if c.name != "payload"]
         payload = ItemRow.__table__.c.payload
         self._item_names = tuple(c.name for c in items)
-        self._item_results = _Processors([_result(c, dialect) for c in items])
-        self._payload_result = _result(payload, dialect)
+        self._item_results = Processors([result_processor(c, dialect) for c in items])
+        self._payload_result = result_processor(payload, dialect)
         self._selects: dict[tuple[bool, int, int], str] = {}
         every = list(ItemRow.__table__.columns)
         self._insert_names = tuple(c.name for c in every)
-        self._insert_binds = _Processors([_bind(c, dialect) for c in every])
+        self._insert_binds = Processors([bind_processor(c, dialect) for c in every])
         self.sqlite = dialect.name == "sqlite"
         self.insert_item = (
             f"INSERT INTO {ItemRow.__tablename__} ({', '.join(self._insert_names)})",
@@ -763,9 +765,9 @@ class HotStatements:
             2,
         )
         access = AccessRow.__table__.c
-        self._access_binds = _Processors(
+        self._access_binds = Processors(
             [
-                _bind(c, dialect)
+                bind_processor(c, dialect)
                 for c in (access.item_id, access.user_id, access.action, access.at, access.detail)
             ]
         )
@@ -783,7 +785,7 @@ class HotStatements:
             users.compartments,
             users.created_at,
         )
-        self._user_results = _Processors([_result(c, dialect) for c in self._user_columns])
+        self._user_results = Processors([result_processor(c, dialect) for c in self._user_columns])
         # The user last built from each token's row: the same row again is the same user.
         self._users: dict[str, tuple[tuple[Any, ...], User]] = {}
 
