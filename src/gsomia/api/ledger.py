@@ -47,16 +47,6 @@ Size = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def _checkpoint_json(stored: StoredCheckpoint) -> dict[str, Any]:
-    return {
-        "origin": stored.origin,
-        "size": stored.size,
-        "root_hash": b64(stored.root_hash),
-        "created_at": stored.created_at.isoformat(),
-        "note": stored.note,
-    }
-
-
 def ledger_router(fed: Federation) -> APIRouter:
     router = APIRouter()
     ledger = Ledger(fed.node.store)
@@ -103,7 +93,7 @@ def ledger_router(fed: Federation) -> APIRouter:
         latest = ledger.latest_checkpoint()
         return {
             "log_size": size,
-            "checkpoint": _checkpoint_json(latest) if latest is not None else None,
+            "checkpoint": latest.to_dict() if latest is not None else None,
         }
 
     @router.get("/api/v1/ledger/proofs/inclusion/{index}", tags=["ledger"])

@@ -28,7 +28,7 @@ from gsomia.cli.node import DATA, JSON, open_from_dir, passphrase_from
 from gsomia.core.canonical import b64
 from gsomia.core.errors import CheckpointError, InputError, LedgerInconsistentError
 from gsomia.crypto.keys import InvalidPublicKeyError, SigningPublicKey
-from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, ledger_origin, open_checkpoint
 from gsomia.ledger.log import ExternalCheckpoint, Ledger, Report, StoredCheckpoint
 from gsomia.node.config import NodeConfig, load_config, load_signing_key
 
@@ -38,11 +38,6 @@ audit_app = typer.Typer(
 )
 
 CHECKPOINT_FILE = "ledger-checkpoint.txt"
-
-
-def ledger_origin(party: str) -> str:
-    """The checkpoint origin (and key name) of a party's ledger."""
-    return f"gsomia.invalid/{party}/ledger"
 
 
 def log_verifier(config: NodeConfig) -> NoteVerifier:
@@ -250,16 +245,7 @@ def checkpoint_cmd(ctx: typer.Context, data: Path = DATA, json: bool = JSON) -> 
         stored = ledger.checkpoint(key, ledger_origin(config.party), now(), after=previous)
     _write_atomically(path, stored.note)
     if json:
-        print_json(
-            {
-                "origin": stored.origin,
-                "size": stored.size,
-                "root_hash": b64(stored.root_hash),
-                "created_at": stored.created_at.isoformat(),
-                "note": stored.note,
-                "file": str(path),
-            }
-        )
+        print_json({**stored.to_dict(), "file": str(path)})
         return
     console.print(stored.note, end="", soft_wrap=True)
     err_console.print(f"gsomia: checkpoint of {stored.size} entries written to {path}")
@@ -310,16 +296,13 @@ def witness_cmd(
     $GSOMIA_KEY_PASSPHRASE.
     """
     from gsomia.ledger.witness import witness_peers
-    from gsomia.node.config import PASSPHRASE_ENV, load_encryption_key
+    from gsomia.node.config import PASSPHRASE_ENV
     from gsomia.node.federation import Federation
 
     config = load_config(data)
-    passphrase = os.environ.get(PASSPHRASE_ENV) or None
-    signing_key = load_signing_key(config, passphrase)
-    encryption_key = load_encryption_key(config, passphrase)
     node = open_from_dir(ctx, data)
     try:
-        federation = Federation(node, signing_key=signing_key, encryption_key=encryption_key)
+        federation = Federation.keyed_by(node, config, os.environ.get(PASSPHRASE_ENV) or None)
         results = witness_peers(federation, parties=[p.upper() for p in peer] or None)
     finally:
         node.store.dispose()

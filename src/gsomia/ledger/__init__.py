@@ -1,7 +1,6 @@
 """The tamper-evident ledger: RFC 9162 Merkle functions, signed checkpoints, the persistent log.
 
     merkle.py       pure: hashes, roots, inclusion and consistency proofs (RFC 9162)
-    jcs.py          pure: RFC 8785 canonical JSON, the byte form of a record
     checkpoint.py   C2SP signed notes and checkpoints, Ed25519 (cosignatures included)
     tables.py       the ledger's tables on the node's declarative base
     log.py          the persistent log: appends, proofs, checkpoints, verification

@@ -45,6 +45,7 @@ __all__ = [
     "NoteVerifier",
     "SignedNote",
     "VerifiedCheckpoint",
+    "ledger_origin",
     "open_checkpoint",
     "sign_note",
 ]
@@ -61,6 +62,11 @@ _NAME = re.compile(r"[^\s+\x00-\x1f\x7f]+")
 _SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _MAX_SIZE = 2**64 - 1
+
+
+def ledger_origin(party: str) -> str:
+    """The checkpoint origin (and key name) of a party's ledger."""
+    return f"gsomia.invalid/{party}/ledger"
 
 
 def _b64decode(text: str, what: str) -> bytes:

@@ -217,6 +217,15 @@ class StoredCheckpoint:
     note: str
     created_at: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "size": self.size,
+            "root_hash": b64(self.root_hash),
+            "created_at": self.created_at.isoformat(),
+            "note": self.note,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class StoredCosignature:
@@ -464,7 +473,18 @@ def append_entries(session: Session, entries: Iterable[NewEntry]) -> range:
     the entries become durable with whatever else the caller writes, or not at all.
     """
     connection = session.connection()
-    return _append(_dbapi(connection), _Sql(connection.dialect), entries, None)
+    return _append(_dbapi(connection), _sql_for(connection.dialect), entries, None)
+
+
+_SQLS: dict[str, _Sql] = {}  # by dialect name: the statements depend on nothing else
+
+
+def _sql_for(dialect: Dialect) -> _Sql:
+    """The dialect's statements, built once (``append_entries`` runs for every act)."""
+    found = _SQLS.get(dialect.name)
+    if found is None:
+        found = _SQLS[dialect.name] = _Sql(dialect)
+    return found
 
 
 class Appender:
@@ -474,7 +494,7 @@ class Appender:
     is a miss, and the peaks are read again)."""
 
     def __init__(self, dialect: Dialect) -> None:
-        self._sql = _Sql(dialect)
+        self._sql = _sql_for(dialect)
         self._cache = _Cache()
 
     def append(self, db: Any, entries: Iterable[NewEntry]) -> range:
@@ -538,7 +558,7 @@ class Ledger:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._sql = _Sql(store.engine.dialect)
+        self._sql = _sql_for(store.engine.dialect)
         self._cache = _Cache()
 
     @contextmanager
@@ -805,7 +825,6 @@ class Ledger:
         self,
         log_key: NoteVerifier | None = None,
         *,
-        cosigners: Sequence[NoteVerifier] = (),
         external: Sequence[ExternalCheckpoint] = (),
         witnesses: Mapping[str, NoteVerifier] | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -823,7 +842,7 @@ class Ledger:
         its witness's signature with the key ``witnesses`` gives for that party (the key pinned
         for the peer): a cosignature by a party not in ``witnesses`` is a problem too.
         """
-        verifier = _Verifier(log_key, cosigners, max_problems, dict(witnesses or {}))
+        verifier = _Verifier(log_key, max_problems, dict(witnesses or {}))
         return verifier.run(self.store, external, progress)
 
 
@@ -887,7 +906,6 @@ def _cosignature(row: LedgerCosignatureRow) -> StoredCosignature:
 @dataclass
 class _Verifier:
     log_key: NoteVerifier | None
-    cosigners: Sequence[NoteVerifier]
     max_problems: int
     witnesses: dict[str, NoteVerifier] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
@@ -965,7 +983,7 @@ class _Verifier:
         try:
             if self.log_key is None:
                 return Checkpoint.from_body(SignedNote.parse(note).text)
-            return open_checkpoint(note, self.log_key, cosigners=self.cosigners).checkpoint
+            return open_checkpoint(note, self.log_key).checkpoint
         except CheckpointError as e:
             self.add("checkpoint-signature", table, row, None, f"the signed note is refused: {e}")
             return None
@@ -1056,7 +1074,7 @@ class _Verifier:
             roots[0] = tree.root()
         checked = 0
         gap = False  # after a missing entry, positions are unknown: the tree is not checked
-        read_at = _Sql(session.get_bind().dialect).read_at
+        read_at = _sql_for(session.get_bind().dialect).read_at
         stored_at, instant = None, ""  # consecutive entries often share an instant
         for idx, kind, created_at, raw_digest, raw_nodes, record in _stream(session):
             checked += 1

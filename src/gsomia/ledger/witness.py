@@ -45,7 +45,13 @@ from gsomia.core.errors import (
 )
 from gsomia.crypto.httpsig import sign_request
 from gsomia.ledger import merkle
-from gsomia.ledger.checkpoint import Checkpoint, NoteVerifier, VerifiedCheckpoint, open_checkpoint
+from gsomia.ledger.checkpoint import (
+    Checkpoint,
+    NoteVerifier,
+    VerifiedCheckpoint,
+    ledger_origin,
+    open_checkpoint,
+)
 from gsomia.ledger.log import NewEntry, append_entries
 from gsomia.node.federation import Federation
 from gsomia.store.federation import Incidents
@@ -81,11 +87,6 @@ NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
 OUT_OF_RANGE = LedgerRangeError.code  # a peer's answer: it has no tree of that size
 
 ProofFetcher = Callable[[int, int], Sequence[bytes]]
-
-
-def ledger_origin(party: str) -> str:
-    """The checkpoint origin (and key name) of a party's ledger."""
-    return f"gsomia.invalid/{party}/ledger"
 
 
 @dataclass(frozen=True, slots=True)
