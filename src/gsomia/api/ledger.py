@@ -25,7 +25,7 @@ from fastapi.responses import PlainTextResponse
 from gsomia.api.app import Actor
 from gsomia.core.canonical import b64
 from gsomia.core.errors import InputError
-from gsomia.crypto.httpsig import WINDOW, VerifiedRequest, verify_request
+from gsomia.crypto.httpsig import VerifiedRequest
 from gsomia.ledger.checkpoint import NoteVerifier
 from gsomia.ledger.log import Ledger, StoredCheckpoint
 from gsomia.ledger.witness import (
@@ -38,9 +38,8 @@ from gsomia.ledger.witness import (
     cosigned_of,
     ledger_origin,
 )
-from gsomia.node.federation import Federation, real_now
+from gsomia.node.federation import Federation
 from gsomia.node.service import _require
-from gsomia.store.federation import Nonces
 from gsomia.store.records import Role
 
 Size = Annotated[int, Query(ge=0)]
@@ -61,13 +60,7 @@ def ledger_router(fed: Federation) -> APIRouter:
         return ledger.checkpoint(fed.signing_key, origin, fed.node.now())
 
     def peer_only(request: Request, body: bytes = b"") -> VerifiedRequest:
-        verified = verify_request(
-            method=request.method, url=str(request.url), headers=dict(request.headers),
-            body=body, pinned=fed.pinned_signing_key,
-        )  # fmt: skip
-        with fed.node.store.write() as s:  # a seen nonce is a replay (ReplayError)
-            Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
-        return verified
+        return fed.verified_request(request.method, str(request.url), dict(request.headers), body)
 
     def received(witness: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
         """A page of the witnesses' cosignatures of this node's checkpoints, newest first."""

@@ -30,11 +30,8 @@ from fastapi.responses import StreamingResponse
 
 from gsomia.api.app import Actor
 from gsomia.core.errors import GsomiaError, InputError, RequestSignatureError
-from gsomia.crypto.httpsig import WINDOW, verify_request
-from gsomia.node.federation import real_now
 from gsomia.node.link import LINK_PATH, LinkService, frame_problem
 from gsomia.node.service import ITEM_ROLES, _require
-from gsomia.store.federation import Nonces
 from gsomia.store.records import Role
 
 KEEPALIVE_SECONDS = 15.0
@@ -66,12 +63,7 @@ def link_router(link: LinkService) -> APIRouter:
         url = str(ws.url)
 
         def check() -> str:
-            verified = verify_request(
-                method="GET", url=url, headers=headers, body=b"", pinned=fed.pinned_signing_key
-            )
-            with node.store.write() as s:  # a seen nonce is a replay (ReplayError)
-                Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
-            return verified.party
+            return fed.verified_request("GET", url, headers).party
 
         try:
             party = await asyncio.to_thread(check)

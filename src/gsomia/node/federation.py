@@ -56,7 +56,7 @@ from gsomia.core.errors import (
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.release import Decision, Person, ReleaseRequest, decide, equivalent_label
 from gsomia.crypto.envelope import Opened, open_envelope, seal_bytes, sign_receipt
-from gsomia.crypto.httpsig import WINDOW, VerifiedRequest
+from gsomia.crypto.httpsig import WINDOW, VerifiedRequest, verify_request
 from gsomia.crypto.keys import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
@@ -304,6 +304,19 @@ class Federation:
         if key is None:
             key = self._key_cache[peer.signing_key] = SigningPublicKey.from_text(peer.signing_key)
         return key
+
+    def verified_request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes = b""
+    ) -> VerifiedRequest:
+        """A peer's signed request that asks for something rather than carries envelopes:
+        its signature checked against the pinned keys, and its nonce remembered in a
+        transaction of its own (a nonce seen before is a replay, ``ReplayError``)."""
+        verified = verify_request(
+            method=method, url=url, headers=headers, body=body, pinned=self.pinned_signing_key
+        )
+        with self.node.store.write() as s:
+            Nonces(s).remember(verified.key_id, verified.nonce, real_now(), WINDOW)
+        return verified
 
     # -- news for the delivery worker --------------------------------------------------------
 

@@ -61,6 +61,7 @@ from gsomia.core.release import Decision, ReleaseRequest, decide, holds_until
 from gsomia.crypto.httpsig import sign_request
 from gsomia.link.tak import TakServer
 from gsomia.link.tracks import Phase, TrackUpdate, from_wire, to_wire
+from gsomia.node.federation import Federation
 from gsomia.node.service import ITEM_ROLES, _require
 from gsomia.store.federation import ActLog
 from gsomia.store.link import JournalEntry, LinkJournal
@@ -328,7 +329,7 @@ class _Subscriber:
 class LinkService:
     """The link on one node. All methods run on the node's event loop unless they say not."""
 
-    def __init__(self, federation: Any, options: LinkOptions | None = None) -> None:
+    def __init__(self, federation: Federation, options: LinkOptions | None = None) -> None:
         self.federation = federation
         self.node = federation.node
         self.party: str = self.node.party
