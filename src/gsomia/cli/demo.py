@@ -37,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gsomia.cli.common import console, err_console, print_json, settings
+from gsomia.cli.link import latency_cells
 from gsomia.link.simulator import DPRK_WEST_COAST, KOR_WARNING_LABEL, Launch, simulate
 from gsomia.link.sse import SseParser
 from gsomia.link.tracks import to_wire
@@ -289,9 +290,9 @@ def _show(result: dict[str, Any], *, left_running: bool) -> None:
         for col in ("segment", "p50 ms", "p99 ms", "max ms"):
             grid.add_column(col, justify="left" if col == "segment" else "right")
         for h in link["hops"]:
-            grid.add_row(f"{h['from']} → {h['to']}", *_ms(h))
+            grid.add_row(f"{h['from']} → {h['to']}", *latency_cells(h))
         if link["end_to_end"]:
-            grid.add_row("KOR intake → JPN console", *_ms(link["end_to_end"]))
+            grid.add_row("KOR intake → JPN console", *latency_cells(link["end_to_end"]))
         console.print(grid)
         received = ", ".join(f"{p} {n}" for p, n in link["received"].items())
         console.print(
@@ -315,10 +316,6 @@ def _show(result: dict[str, Any], *, left_running: bool) -> None:
             "/api/v1/items\n"
             f"Stop them with: gsomia demo --stop --data {result['data_dir']}"
         )
-
-
-def _ms(p: dict[str, float]) -> list[str]:
-    return [f"{p[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")]
 
 
 def _stop_left_running(root: Path) -> None:

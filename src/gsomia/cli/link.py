@@ -108,7 +108,8 @@ def simulate_command(
     console.print(table)
 
 
-def _ms(p: dict[str, float]) -> list[str]:
+def latency_cells(p: dict[str, float]) -> list[str]:
+    """p50, p99 and max of a latency summary, in milliseconds, as table cells."""
     return [f"{p[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")]
 
 
@@ -137,7 +138,10 @@ def stats_command(
         rows += [("publish", r["publish"]), ("end to end", r["end_to_end"])]
         for i, (segment, p) in enumerate(rows):
             table.add_row(
-                route if i == 0 else "", f"{r['count']:,}" if i == 0 else "", segment, *_ms(p)
+                route if i == 0 else "",
+                f"{r['count']:,}" if i == 0 else "",
+                segment,
+                *latency_cells(p),
             )
     console.print(table)
     consents = result.get("consents") or {}

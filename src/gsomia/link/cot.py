@@ -1,7 +1,8 @@
 """Cursor-on-Target (CoT) for the missile-warning link: TAK's XML events, out and in.
 
-Pure: standard library, defusedxml, :mod:`gsomia.core` and :mod:`gsomia.link.tracks`; no I/O,
-no clock (:func:`pong_event` takes the time it stamps).
+Pure: standard library, defusedxml, :mod:`gsomia.core`, :mod:`gsomia.link.tracks` and
+:mod:`gsomia.link.simulator`'s geometry; no I/O, no clock (:func:`pong_event` takes the time it
+stamps).
 
 **Out.** :func:`update_to_cot` writes one CoT 2.0 event per track update, for the update's
 latest trajectory sample (the launch point if it has none)::
@@ -78,6 +79,7 @@ from gsomia.core.errors import (
     TrackFieldRefusedError,
 )
 from gsomia.core.labels import SecurityLabel
+from gsomia.link.simulator import TERMINAL_ALTITUDE_M, great_circle_m
 from gsomia.link.tracks import SENSOR_FIELDS, GeoPoint, Phase, TrackSample, TrackUpdate
 
 __all__ = [
@@ -107,8 +109,6 @@ NO_VALUE = 9_999_999.0  # CoT's "no value" for ce, le and hae
 MAX_EVENT_BYTES = 1024 * 1024  # one event, and what split_stream holds without one complete
 MAX_TRACKS = 4096  # tracks an assembler remembers (least recently updated forgotten first)
 _MAX_NAME = 256  # uid and type length
-_EARTH_RADIUS_M = 6_371_000.0  # as gsomia.link.simulator
-_TERMINAL_ALTITUDE_M = 100_000.0  # as the simulator's default: descending below it is terminal
 _ENDED = frozenset({Phase.IMPACT, Phase.LOST})
 
 _TRACK_TYPE = re.compile(r"a-[a-z]-(?:A-W-M|P)(?:-[A-Za-z0-9]+)*")
@@ -149,21 +149,14 @@ def _bearing(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return math.degrees(math.atan2(y, x)) % 360.0
 
 
-def _ground_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
-
-
 def _course(update: TrackUpdate, lat: float, lon: float) -> float:
     """Where the missile is heading: along the great circle from launch, else towards impact."""
     launch = update.launch_point
-    if _ground_m(launch.lat, launch.lon, lat, lon) > 1.0:
+    if great_circle_m(launch.lat, launch.lon, lat, lon) > 1.0:
         # the final bearing of launch -> here is the reverse of the bearing here -> launch
         return (_bearing(lat, lon, launch.lat, launch.lon) + 180.0) % 360.0
     impact = update.impact_point
-    if impact is not None and _ground_m(lat, lon, impact.lat, impact.lon) > 1.0:
+    if impact is not None and great_circle_m(lat, lon, impact.lat, impact.lon) > 1.0:
         return _bearing(lat, lon, impact.lat, impact.lon)
     return 0.0
 
@@ -480,7 +473,7 @@ def _speed(state: _TrackState | None, here: GeoPoint, altitude_known: bool, at: 
     if dt <= 0:
         return 0.0
     last = state.last_point
-    ground = _ground_m(last.lat, last.lon, here.lat, here.lon)
+    ground = great_circle_m(last.lat, last.lon, here.lat, here.lon)
     climb = here.alt_m - last.alt_m if altitude_known and state.altitude_known else 0.0
     return math.hypot(ground, climb) / dt
 
@@ -492,7 +485,7 @@ def _guess_phase(state: _TrackState | None, alt: float | None) -> Phase:
     if state.phase is Phase.TERMINAL:
         return Phase.TERMINAL
     descending = alt is not None and state.altitude_known and alt < state.last_point.alt_m
-    if descending and alt is not None and alt < _TERMINAL_ALTITUDE_M:
+    if descending and alt is not None and alt < TERMINAL_ALTITUDE_M:
         return Phase.TERMINAL
     return Phase.MIDCOURSE
 

@@ -41,6 +41,7 @@ __all__ = [
     "G0",
     "KOR_WARNING_LABEL",
     "MU",
+    "TERMINAL_ALTITUDE_M",
     "Launch",
     "destination",
     "great_circle_m",
@@ -50,6 +51,7 @@ __all__ = [
 EARTH_RADIUS_M = 6_371_000.0
 G0 = 9.80665
 MU = G0 * EARTH_RADIUS_M**2
+TERMINAL_ALTITUDE_M = 100_000.0  # below it, descending: the terminal phase (CoT reads it too)
 _STEP_S = 0.05  # integration step, seconds
 
 DPRK_WEST_COAST = GeoPoint(39.0, 125.7)  # the launch site the demo, the bench and the tests fly
@@ -75,7 +77,7 @@ class Launch:
     range_km: float
     rate_hz: float = 1.0  # updates per second
     boost_seconds: float | None = None  # default: scaled with range, 20 s to 180 s
-    terminal_altitude_m: float = 100_000.0
+    terminal_altitude_m: float = TERMINAL_ALTITUDE_M
     estimate_bias: float = 0.05  # initial impact estimation error, as a fraction of range
 
     def __post_init__(self) -> None:

@@ -7,7 +7,6 @@ because the format is a dozen lines and the client libraries for it bring their 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +48,3 @@ class SseParser:
         elif name == "id" and "\0" not in value:
             self._id = value
         return None
-
-
-def events(lines: Iterable[str]) -> Iterator[SseEvent]:
-    parser = SseParser()
-    for line in lines:
-        event = parser.feed(line)
-        if event is not None:
-            yield event

@@ -72,7 +72,6 @@ log = logging.getLogger("gsomia.link")
 LINK_PATH = "/federation/v1/link"
 FRAME_MAX = 256  # updates per signed frame
 HOLD_MAX = 1_000  # early updates held per track while a gap fills
-_CONSENT_RULES = frozenset({"third-party", "hub-forwarding"})
 _DONE = frozenset({Phase.IMPACT.value, Phase.LOST.value})
 
 
@@ -103,7 +102,6 @@ class LinkOptions:
 @dataclass(slots=True)
 class _Cached:
     label: SecurityLabel
-    consents: frozenset[str]
     until: float
     decision: Decision
 
@@ -145,12 +143,13 @@ class _Latency(NamedTuple):
 @dataclass
 class LinkStats:
     window: int
-    samples: deque[_Latency] = field(default_factory=deque)
+    samples: deque[_Latency] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.samples = deque(maxlen=self.window)  # the latest ``window`` samples
 
     def add(self, sample: _Latency) -> None:
         self.samples.append(sample)
-        if len(self.samples) > self.window:
-            self.samples.popleft()
 
     def summary(self) -> dict[str, Any]:
         by_route: dict[tuple[str, ...], list[_Latency]] = {}
@@ -335,6 +334,11 @@ class LinkService:
         self.party: str = self.node.party
         self.options = options or LinkOptions()
         self.under = self.options.under or self._default_under()
+        # Where this node's own tracks go: every other party of the instruments it routes under.
+        self.finals = sorted(
+            {p for iid in self.under for p in self.node.registry.instruments[iid].parties}
+            - {self.party}
+        )
         self.stats = LinkStats(self.options.stats_window)
         self._streams: dict[str, _PeerStream] = {}
         self._upstream: dict[str, Conn] = {}
@@ -419,7 +423,7 @@ class LinkService:
             originator=self.party,
             policy=self.node.scheme.id,
             classification=level.id,
-            releasable_to=frozenset(self._finals()),
+            releasable_to=frozenset(self.finals),
             topics=frozenset({"dprk-missile"}),
         )
         self._tak_user = user
@@ -687,9 +691,8 @@ class LinkService:
             under=under,
         )
         decision = decide(self.node.registry, request, now)
-        self._decisions[key] = _Cached(
-            update.label, consents, holds_until(self.node.registry, now), decision
-        )
+        decided = decision.to_dict()
+        self._decisions[key] = _Cached(update.label, holds_until(self.node.registry, now), decision)
         self._acts.append(
             {
                 "action": "link-decision",
@@ -700,8 +703,8 @@ class LinkService:
                 "evidence": {
                     "track_id": update.track_id,
                     "seq": update.seq,
-                    "decision": decision.to_dict(),
-                    "decision_digest": digest(decision.to_dict()),
+                    "decision": decided,
+                    "decision_digest": digest(decided),
                 },
             }
         )
@@ -719,7 +722,7 @@ class LinkService:
         now_ns = time.time_ns()
         if sender is None:
             self._own[update.track_id] = update
-            finals, consents = self._finals(), frozenset[str]()
+            finals, consents = self.finals, frozenset[str]()
             hops: list[dict[str, Any]] = [{"p": self.party, "in": now_ns}]
             instrument = ""
             here = update.label
@@ -771,14 +774,6 @@ class LinkService:
     def _per_transfer(self, instrument: str) -> bool:
         inst = self.node.registry.instruments.get(instrument)
         return bool(inst is not None and inst.hub is not None and inst.hub.consent_to_forward)
-
-    def _finals(self) -> list[str]:
-        reg = self.node.registry
-        parties: set[str] = set()
-        for iid in self.under:
-            parties.update(reg.instruments[iid].parties)
-        parties.discard(self.party)
-        return sorted(parties)
 
     def _onward(
         self, update: TrackUpdate, final: str, consents: frozenset[str], under: str
